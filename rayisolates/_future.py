@@ -1,0 +1,104 @@
+"""``IsolateFuture``: one result from another isolate, awaitable and blocking alike."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar
+
+import ray
+from ray import exceptions as ray_errors
+
+from ._errors import from_ray
+
+__all__ = ["IsolateFuture"]
+
+R = TypeVar("R")
+
+
+class IsolateFuture(Generic[R]):
+    """The pending result of work submitted to another isolate.
+
+    ``await future`` inside asyncio code, or ``future.result(timeout=None)``
+    in a plain script; both give the result or raise what the work raised.
+    The work is already running: the future only observes it.
+
+    Differences from Dart: Dart's ``Future`` cannot be cancelled; this one
+    can, with :meth:`cancel`.
+    """
+
+    __module__ = "rayisolates"
+    __slots__ = ("_cancelled", "_ref", "_what")
+
+    def __init__(self, ref: ray.ObjectRef, what: str = "the computation") -> None:
+        self._ref = ref
+        self._what = what
+        self._cancelled = False
+
+    def result(self, timeout: float | None = None) -> R:
+        """Block until the result is ready and return it.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits as long as it takes.
+
+        Raises:
+            TimeoutError: Not done within ``timeout`` (the work goes on).
+            concurrent.futures.CancelledError: :meth:`cancel` was called.
+            RemoteError: The isolate ended without a result.
+            Exception: Whatever the work itself raised, as its own type.
+        """
+        if self._cancelled:
+            raise concurrent.futures.CancelledError()
+        try:
+            value: R = ray.get(self._ref, timeout=timeout)
+        except ray_errors.RayError as error:
+            raise from_ray(
+                error, cancelled=concurrent.futures.CancelledError, what=self._what
+            ) from None
+        return value
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> R:
+        if self._cancelled:
+            raise asyncio.CancelledError()
+        try:
+            value: R = await self._ref
+        except ray_errors.RayError as error:
+            raise from_ray(error, cancelled=asyncio.CancelledError, what=self._what) from None
+        return value
+
+    def done(self) -> bool:
+        """Whether the work has finished (with a result or an error) or was cancelled."""
+        if self._cancelled:
+            return True
+        ready, _ = ray.wait([self._ref], timeout=0, fetch_local=False)
+        return bool(ready)
+
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` took effect."""
+        return self._cancelled
+
+    def cancel(self) -> bool:
+        """Cancel the work if it has not finished; a running one is stopped.
+
+        A computation already running is stopped by ending the worker process
+        that runs it (Ray's forced cancel), so even a blocking call ends.
+
+        Returns:
+            ``True`` if the future is now cancelled, ``False`` if the work had
+            already finished.
+        """
+        if self._cancelled:
+            return True
+        if self.done():
+            return False
+        ray.cancel(self._ref, force=True)
+        self._cancelled = True
+        return True
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self._cancelled else ("done" if self.done() else "pending")
+        return f"<IsolateFuture {self._what} {state}>"

@@ -1,0 +1,63 @@
+"""Naming the part of a value that cannot cross to another isolate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ray import cloudpickle
+
+__all__ = ["unsendable_part"]
+
+_MAX_DEPTH = 6
+
+
+def _problem(value: Any) -> str | None:
+    try:
+        cloudpickle.dumps(value)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _children(value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield f"[{key!r}]", item
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            yield f"[{index}]", item
+    else:
+        for name, item in getattr(value, "__dict__", {}).items():
+            yield f".{name}", item
+
+
+def unsendable_part(value: Any, label: str) -> str | None:
+    """Describe the innermost part of ``value`` that cannot be pickled.
+
+    Only for error paths: it pickles ``value`` again, piece by piece.
+
+    Args:
+        value: The value that failed to pickle.
+        label: How to name ``value`` itself in the description.
+
+    Returns:
+        ``"label[0].lock (<unlocked _thread.lock ...>): TypeError: ..."``, or
+        ``None`` when ``value`` pickles after all.
+    """
+    problem = _problem(value)
+    if problem is None:
+        return None
+    path, culprit = label, value
+    for _ in range(_MAX_DEPTH):
+        for step, child in _children(culprit):
+            child_problem = _problem(child)
+            if child_problem is not None:
+                path, culprit, problem = path + step, child, child_problem
+                break
+        else:
+            break
+    shown = repr(culprit)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{path} ({shown}): {problem}"

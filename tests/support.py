@@ -1,0 +1,40 @@
+"""Helpers shared by the tests (no fixtures: those live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_object_store(array: Any) -> bool:
+    """Whether ``array``'s data lives in this process's mapping of Ray's object store."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            low, high = (int(bound, 16) for bound in fields[0].split("-"))
+            if low <= address < high:
+                return any("plasma" in field for field in fields[5:])
+    return False
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 90) -> str:
+    """Run ``code`` in a fresh interpreter from the repository root; return stdout."""
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment.update(env or {})
+    finished = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished.stdout

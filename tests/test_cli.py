@@ -1,0 +1,42 @@
+"""The command line: ``rayisolates demo`` and ``rayisolates bench --quick``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .support import run_python
+
+CLI = "import sys; from rayisolates._cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def cli(*arguments: str) -> str:
+    code = f"import sys; sys.argv = ['rayisolates', *{list(arguments)!r}]; {CLI}"
+    return run_python(code, timeout=150)
+
+
+def test_demo_runs_on_the_running_cluster(ray_runtime: dict[str, str]) -> None:
+    output = cli("demo", "--address", ray_runtime["gcs_address"])
+    assert "Isolate.run(fibonacci, 90) -> 2880067194370816120" in output
+    assert "errors keep their type  -> ValueError(raised in the isolate)" in output
+    assert "Computation ended without result" in output
+    assert "Demo finished" in output
+
+
+def test_bench_quick_reports_ratios(ray_runtime: dict[str, str], tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    output = cli("bench", "--quick", "--json", str(report), "--address", ray_runtime["gcs_address"])
+    assert "Isolate.run no-op round trip" in output
+    figures = json.loads(report.read_text())
+    for figure in figures:
+        assert figure["ratios"], figure["name"]
+        assert all(len(values) >= 10 for values in figure["readings"].values())
+
+
+def test_module_entry_point_shows_help() -> None:
+    output = run_python(
+        "import runpy, sys; sys.argv=['rayisolates','--help']\n"
+        "try:\n    runpy.run_module('rayisolates', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0\n"
+    )
+    assert "demo" in output and "bench" in output
