@@ -1,17 +1,25 @@
 """Dart's isolate model for Python, running on Ray from a laptop to a cluster."""
 
+from ._capability import Capability
 from ._errors import IsolateError, IsolateSpawnException, RemoteError
 from ._future import IsolateFuture
 from ._isolate import Isolate
+from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
 from ._runtime import init, shutdown
+from ._transfer import TransferableTypedData
 
 __all__ = [
+    "Capability",
     "Isolate",
     "IsolateError",
     "IsolateFuture",
     "IsolateSpawnException",
+    "RawReceivePort",
+    "ReceivePort",
     "RemoteError",
+    "SendPort",
+    "TransferableTypedData",
     "compute",
     "init",
     "shutdown",

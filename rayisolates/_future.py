@@ -29,11 +29,14 @@ class IsolateFuture(Generic[R]):
     """
 
     __module__ = "rayisolates"
-    __slots__ = ("_cancelled", "_ref", "_what")
+    __slots__ = ("_cancelled", "_force_cancel", "_ref", "_what")
 
-    def __init__(self, ref: ray.ObjectRef, what: str = "the computation") -> None:
+    def __init__(
+        self, ref: ray.ObjectRef, what: str = "the computation", force_cancel: bool = True
+    ) -> None:
         self._ref = ref
         self._what = what
+        self._force_cancel = force_cancel
         self._cancelled = False
 
     def result(self, timeout: float | None = None) -> R:
@@ -95,7 +98,7 @@ class IsolateFuture(Generic[R]):
             return True
         if self.done():
             return False
-        ray.cancel(self._ref, force=True)
+        ray.cancel(self._ref, force=self._force_cancel)
         self._cancelled = True
         return True
 

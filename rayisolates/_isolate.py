@@ -1,26 +1,92 @@
-"""The ``Isolate`` class: Dart's entry point for running work in other isolates."""
+"""The ``Isolate`` class: running work elsewhere, and the handle that controls an isolate."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar, NoReturn, TypeVar, overload
 
-from . import _run
+from . import _run, _spawn
+from ._capability import Capability
+from ._codec import encode
+from ._context import current
+from ._errors import RemoteError
 from ._future import IsolateFuture
+from ._ports import ReceivePort, SendPort
 
 __all__ = ["Isolate"]
 
 R = TypeVar("R")
 
+_ENDED = ("rayisolates:isolate-ended",)
+
 
 class Isolate:
     """An isolated worker with its own memory and event loop, hosted by Ray.
 
-    ``Isolate.run`` runs one function in a fresh isolate (a Ray task) and
-    returns its result.
+    ``Isolate.run`` runs one function in a fresh isolate (a Ray task);
+    ``Isolate.spawn`` starts a long-lived isolate (a Ray actor) and returns
+    this handle to it. A handle controls its isolate through the control
+    port; operations that need a capability the handle lacks do nothing, as
+    in Dart. Handles are picklable: sent to any isolate on any node, they work
+    there.
     """
 
     __module__ = "rayisolates"
+
+    IMMEDIATE: ClassVar[int] = 0
+    BEFORE_NEXT_EVENT: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        control_port: SendPort[Any],
+        pause_capability: Capability | None = None,
+        terminate_capability: Capability | None = None,
+    ) -> None:
+        if not isinstance(control_port, SendPort):
+            raise TypeError(f"Isolate() needs a control port (a SendPort), got {control_port!r}")
+        self.control_port = control_port
+        self.pause_capability = pause_capability
+        self.terminate_capability = terminate_capability
+        self._debug_name: str | None = None
+
+    @classmethod
+    def spawned(
+        cls,
+        control_port: SendPort[Any],
+        pause_capability: Capability | None,
+        terminate_capability: Capability | None,
+        debug_name: str | None,
+    ) -> Isolate:
+        """A full handle, with the isolate's debug name (used by spawn and ``current``)."""
+        isolate = cls(control_port, pause_capability, terminate_capability)
+        isolate._debug_name = debug_name
+        return isolate
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (
+            Isolate.spawned,
+            (self.control_port, self.pause_capability, self.terminate_capability, self.debug_name),
+        )
+
+    @property
+    def debug_name(self) -> str | None:
+        """The name given at spawn (``None`` for handles made with the constructor)."""
+        return self._debug_name
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Isolate):
+            return NotImplemented
+        return self.control_port == other.control_port
+
+    def __hash__(self) -> int:
+        return hash(self.control_port)
+
+    def __repr__(self) -> str:
+        name = f" {self._debug_name!r}" if self._debug_name else ""
+        return f"<Isolate{name} {self.control_port.isolate_id}>"
+
+    # Running and spawning -------------------------------------------------
 
     @overload
     @staticmethod
@@ -71,3 +137,227 @@ class Isolate:
         default is 3).
         """
         return _run.run(fn, *args, debug_name=debug_name, **options)
+
+    @staticmethod
+    def spawn(
+        entry_point: Callable[[Any], Any],
+        message: Any,
+        *,
+        paused: bool = False,
+        errors_are_fatal: bool = True,
+        on_exit: SendPort[Any] | None = None,
+        on_error: SendPort[Any] | None = None,
+        debug_name: str | None = None,
+        **options: Any,
+    ) -> IsolateFuture[Isolate]:
+        """Start a long-lived isolate running ``entry_point(message)``.
+
+        The isolate is a Ray actor with its own event loop; ``entry_point`` (a
+        plain function or ``async def``) runs there. The isolate lives while
+        its entry point runs or it has an open receive port, then exits by
+        itself. The future completes once the isolate has started.
+
+        Args:
+            entry_point: Called with ``message`` in the new isolate; must be
+                picklable (module-level functions travel by reference).
+            message: Usually a ``SendPort`` to talk back on; copied as by send.
+            paused: Start paused: the entry point runs after
+                ``isolate.resume(isolate.pause_capability)``.
+            errors_are_fatal: Whether an uncaught error ends the isolate.
+            on_exit: Receives ``None`` when the isolate ends, however it ends.
+            on_error: Receives ``[str(error), stack]`` for each uncaught error.
+            debug_name: Names the isolate in Ray's state API, dashboard and logs.
+            **options: Ray actor options (``num_cpus`` (default 0),
+                ``num_gpus``, ``memory``, ``resources``,
+                ``scheduling_strategy``, ``runtime_env``, ...).
+
+        Returns:
+            An :class:`IsolateFuture` of the new :class:`Isolate`.
+
+        Raises:
+            IsolateSpawnException: The entry point is not callable or cannot
+                be sent, or the message cannot be sent (raised here); or the
+                isolate could not start (raised by the future). The cause is
+                chained.
+            TypeError: An option is unknown.
+
+        Differences from Dart: returns an :class:`IsolateFuture` (``await`` it,
+        or ``.result()``); ``options`` place the isolate on a Ray cluster. An
+        isolate reserves no CPU unless ``num_cpus`` is given.
+        """
+        return _spawn.spawn(
+            entry_point,
+            message,
+            paused=paused,
+            errors_are_fatal=errors_are_fatal,
+            on_exit=on_exit,
+            on_error=on_error,
+            debug_name=debug_name,
+            **options,
+        )
+
+    @staticmethod
+    def spawn_uri(
+        uri: str | os.PathLike[str],
+        args: list[str] | None,
+        message: Any,
+        *,
+        paused: bool = False,
+        errors_are_fatal: bool = True,
+        on_exit: SendPort[Any] | None = None,
+        on_error: SendPort[Any] | None = None,
+        debug_name: str | None = None,
+        **options: Any,
+    ) -> IsolateFuture[Isolate]:
+        """Start an isolate running a function found by name, as Dart's ``spawnUri``.
+
+        Args:
+            uri: ``"package.module:function"`` (``:main`` if no function is
+                named), or a path to a ``.py`` file whose ``main`` runs (read
+                where the isolate runs: on a cluster, a path every node has).
+            args: Passed to ``main`` if it takes one or two parameters.
+            message: Passed to ``main`` if it takes two parameters.
+
+        The other arguments are those of :meth:`spawn`. ``main`` is called
+        with ``()``, ``(args)`` or ``(args, message)`` as its parameters allow.
+
+        Raises:
+            IsolateSpawnException: The module, file or function is missing or
+                not callable, or the message cannot be sent.
+        """
+        return _spawn.spawn_uri(
+            uri,
+            args,
+            message,
+            paused=paused,
+            errors_are_fatal=errors_are_fatal,
+            on_exit=on_exit,
+            on_error=on_error,
+            debug_name=debug_name,
+            **options,
+        )
+
+    @staticmethod
+    def current() -> Isolate:
+        """A handle to the isolate this code runs in (the main isolate in the driver).
+
+        Raises:
+            RuntimeError: Called inside an ``Isolate.run`` computation, which
+                is a Ray task, not an isolate with ports.
+        """
+        return current().current_isolate()
+
+    @staticmethod
+    def exit(port: SendPort[Any] | None = None, message: Any = None) -> NoReturn:
+        """End the current isolate, after delivering ``message`` to ``port``.
+
+        Everything the isolate sent before arrives first; ``message`` arrives
+        last, then exit listeners fire. A large message (numpy arrays above
+        all) is handed over through Ray's object store and read by the
+        receiver without another copy; it outlives this isolate.
+
+        Raises:
+            TypeError: ``message`` cannot be sent; the isolate does not exit.
+            RuntimeError: Called in the main isolate or an ``Isolate.run``
+                computation (end those by returning).
+
+        Differences from Dart: in the main isolate, end the program by
+        returning from it (or ``sys.exit``) instead.
+        """
+        current().exit(port, message)
+
+    # Control ----------------------------------------------------------------
+
+    def _control(self, action: str, *args: Any) -> None:
+        port = self.control_port
+        current().control(port.route, port.isolate_id, action, *args)
+
+    def kill(self, priority: int = BEFORE_NEXT_EVENT) -> None:
+        """End the isolate; needs :attr:`terminate_capability`.
+
+        With ``BEFORE_NEXT_EVENT`` it ends once the event it is handling
+        returns (messages it sent are still delivered). With ``IMMEDIATE``
+        its process ends at once, even in the middle of a long synchronous
+        call. Exit listeners fire either way.
+        """
+        capability = self.terminate_capability
+        if capability is None:
+            return
+        if priority == Isolate.IMMEDIATE:
+            current().kill_now(self.control_port, capability)
+        else:
+            self._control("kill", capability)
+
+    def pause(self, resume_capability: Capability | None = None) -> Capability:
+        """Pause the isolate's port events; needs :attr:`pause_capability`.
+
+        Messages queue while paused and are delivered in order on resume;
+        control messages (ping, kill, ...) still act. Pauses made with
+        different capabilities each need their own resume; pausing twice with
+        the same one needs one resume.
+
+        Returns:
+            The capability to pass to :meth:`resume`.
+        """
+        resume_capability = resume_capability or Capability()
+        if self.pause_capability is not None:
+            self._control("pause", self.pause_capability, resume_capability)
+        return resume_capability
+
+    def resume(self, capability: Capability) -> None:
+        """Lift the pause made with ``capability`` (a wrong one does nothing)."""
+        if self.pause_capability is not None:
+            self._control("resume", self.pause_capability, capability)
+
+    def ping(self, port: SendPort[Any], response: Any = None, priority: int = IMMEDIATE) -> None:
+        """Ask the isolate to send ``response`` to ``port``: proof that it is alive.
+
+        ``IMMEDIATE`` answers even while the isolate is paused or busy;
+        ``BEFORE_NEXT_EVENT`` answers once the current event is handled.
+        """
+        self._control("ping", port, encode(response, "Isolate.ping()"), priority == 0)
+
+    def add_on_exit_listener(self, port: SendPort[Any], response: Any = None) -> None:
+        """Send ``response`` to ``port`` once the isolate ends, however it ends.
+
+        Differences from Dart: if the isolate has already ended, ``response``
+        is sent at once (Dart sends nothing), so a listener added late cannot
+        wait forever.
+        """
+        current().add_exit_listener(self.control_port, port, encode(response, "on_exit"))
+
+    def remove_on_exit_listener(self, port: SendPort[Any]) -> None:
+        """Stop sending the exit response to ``port``."""
+        current().remove_exit_listener(self.control_port, port)
+
+    def add_error_listener(self, port: SendPort[Any]) -> None:
+        """Send each uncaught error of the isolate to ``port`` as ``[str(error), stack]``."""
+        self._control("add_error_listener", port)
+
+    def remove_error_listener(self, port: SendPort[Any]) -> None:
+        """Stop sending uncaught errors to ``port``."""
+        self._control("remove_error_listener", port)
+
+    def set_errors_fatal(self, errors_are_fatal: bool) -> None:
+        """Whether an uncaught error ends the isolate; needs :attr:`terminate_capability`."""
+        if self.terminate_capability is not None:
+            self._control("set_errors_fatal", self.terminate_capability, errors_are_fatal)
+
+    @property
+    def errors(self) -> AsyncIterator[RemoteError]:
+        """The isolate's uncaught errors, as ``RemoteError``; ends when the isolate ends."""
+        return self._errors()
+
+    async def _errors(self) -> AsyncIterator[RemoteError]:
+        port: ReceivePort[Any] = ReceivePort("errors")
+        self.add_error_listener(port.send_port)
+        self.add_on_exit_listener(port.send_port, _ENDED)
+        try:
+            async for message in port:
+                if message == _ENDED:
+                    return
+                description, stack = message
+                yield RemoteError(description, stack)
+        finally:
+            self.remove_error_listener(port.send_port)
+            port.close()

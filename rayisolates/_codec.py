@@ -1,0 +1,139 @@
+"""Turning a message into what crosses between isolates, and back.
+
+A message is copied when it is sent, as in Dart: encoding pickles it at
+``send()``, so a later change by the sender cannot reach the receiver and an
+unsendable message fails in the sender, naming the part that could not be
+sent. What crosses is one of:
+
+``INLINE``  an immutable scalar or short ``str``/``bytes``, carried as is;
+``PICKLED`` pickle bytes plus the Ray object refs and actor handles found
+            inside, carried beside the bytes so Ray counts their references;
+``STORED``  a Ray object ref: large messages are put into the object store
+            once, and numpy buffers inside are then read without a copy.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+import threading
+from collections import ChainMap
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import ray
+from ray import cloudpickle
+from ray.actor import ActorHandle
+
+from ._sendable import unsendable_part
+
+__all__ = ["INLINE", "LARGE_BYTES", "PICKLED", "STORED", "Item", "check_sendable", "encode"]
+
+INLINE, PICKLED, STORED = 0, 1, 2
+LARGE_BYTES = 100 * 1024  # Ray's own limit for inlining call arguments
+_INLINE_TYPES = frozenset({type(None), bool, int, float, complex})
+_INLINE_SIZED = frozenset({str, bytes})
+
+# One message as it travels: (port_id, kind, payload, refs).
+Item = tuple[int, int, Any, list[Any] | None]
+
+_local = threading.local()  # refs collected while pickling, or handed back while loading
+
+
+def _restore(index: int) -> Any:
+    return _local.restoring[index]
+
+
+def _collect(obj: Any) -> tuple[Callable[[int], Any], tuple[int]]:
+    refs: list[Any] = _local.collecting
+    refs.append(obj)
+    return _restore, (len(refs) - 1,)
+
+
+_BY_INDEX = {ray.ObjectRef: _collect, ActorHandle: _collect}
+
+
+class _FastPickler(pickle.Pickler):
+    dispatch_table = {**copyreg.dispatch_table, **_BY_INDEX}  # noqa: RUF012
+
+
+class _CloudPickler(cloudpickle.CloudPickler):  # type: ignore[misc]
+    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+        _BY_INDEX, cloudpickle.CloudPickler.dispatch_table
+    )
+
+
+def _pickle(message: Any, buffers: list[Any] | None) -> tuple[bytes, list[Any]]:
+    """Pickle ``message``; buffers go out of band into ``buffers`` when it is a list."""
+    callback = None if buffers is None else buffers.append
+    refs: list[Any] = []
+    _local.collecting = refs
+    try:
+        stream = io.BytesIO()
+        try:
+            _FastPickler(stream, protocol=5, buffer_callback=callback).dump(message)
+        except Exception:
+            # Lambdas, local classes and the like need cloudpickle: start over.
+            refs.clear()
+            if buffers is not None:
+                buffers.clear()
+            stream = io.BytesIO()
+            _CloudPickler(stream, protocol=5, buffer_callback=callback).dump(message)
+    finally:
+        _local.collecting = None
+    return stream.getvalue(), refs
+
+
+def _unsendable(message: Any, action: str, error: Exception) -> TypeError:
+    part = unsendable_part(message, "message") or f"message ({error})"
+    return TypeError(f"{action} cannot send {part}; nothing was sent")
+
+
+def encode(message: Any, action: str = "SendPort.send()") -> tuple[int, Any, list[Any] | None]:
+    """Copy ``message`` into its travelling form: ``(kind, payload, refs)``.
+
+    Raises:
+        TypeError: ``message`` (or something inside it) cannot be pickled; the
+            message names the part.
+    """
+    kind = type(message)
+    if kind in _INLINE_TYPES or (kind in _INLINE_SIZED and len(message) < LARGE_BYTES):
+        return INLINE, message, None
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data, refs = _pickle(message, buffers)
+    except Exception as error:
+        raise _unsendable(message, action, error) from None
+    if len(data) + sum(buffer.raw().nbytes for buffer in buffers) >= LARGE_BYTES:
+        return STORED, ray.put(message), None
+    if buffers:  # small arrays: one in-band copy is cheaper than carrying buffers
+        data, refs = _pickle(message, None)
+    return PICKLED, data, refs or None
+
+
+def check_sendable(message: Any, action: str) -> None:
+    """Raise ``TypeError`` (naming the part) unless ``message`` could be sent.
+
+    Cheap for large buffers: they are not copied, only visited.
+    """
+    if type(message) in _INLINE_TYPES or type(message) in _INLINE_SIZED:
+        return
+    try:
+        _pickle(message, [])
+    except Exception as error:
+        raise _unsendable(message, action, error) from None
+
+
+def decode_pickled(data: bytes, refs: list[Any] | None) -> Any:
+    """Rebuild a ``PICKLED`` payload, handing back the refs carried beside it."""
+    _local.restoring = refs or ()
+    try:
+        return pickle.loads(data)
+    finally:
+        _local.restoring = ()
+
+
+def carries_objects(kind: int, refs: list[Any] | None) -> bool:
+    """Whether an item holds Ray objects the receiver must fetch before acknowledging."""
+    return kind == STORED or (refs is not None and any(isinstance(r, ray.ObjectRef) for r in refs))

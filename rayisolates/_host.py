@@ -1,0 +1,339 @@
+"""A spawned isolate: one async Ray actor hosting one event loop and its ports.
+
+The actor's ``deliver`` calls run on the isolate's event loop, like Dart port
+events; control calls (``control``) run on a second thread of their own, so
+``ping`` and ``pause`` still act while the isolate is busy in a long
+synchronous call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import os
+import pickle
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import ray
+
+from ._capability import Capability
+from ._codec import Item, encode
+from ._context import CONTROL_PORT, Context, install
+from ._errors import IsolateSpawnException
+from ._inbox import Inbox, Message, decode
+from ._outbox import Outbox
+from ._ports import SendPort
+
+__all__ = ["ACTOR_OPTIONS", "HostContext", "IsolateExit", "IsolateHost", "host_options"]
+
+# Ray actor options an isolate accepts from Isolate.spawn(**options).
+ACTOR_OPTIONS = frozenset(
+    {
+        "accelerator_type",
+        "label_selector",
+        "fallback_strategy",
+        "memory",
+        "num_cpus",
+        "num_gpus",
+        "object_store_memory",
+        "placement_group",
+        "placement_group_bundle_index",
+        "placement_group_capture_child_tasks",
+        "resources",
+        "runtime_env",
+        "scheduling_strategy",
+    }
+)
+
+RUNNING, EXITING = "running", "exiting"
+
+
+class IsolateExit(BaseException):
+    """Unwinds the code that called ``Isolate.exit``; the isolate is ending."""
+
+
+def host_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Ray actor options for a host: no CPU reserved unless asked, never restarted."""
+    return {
+        "num_cpus": 0,
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        "max_concurrency": 10_000,
+        **options,
+    }
+
+
+class HostContext(Context):
+    """The isolate a host actor runs: lifetime, pausing, errors, exit."""
+
+    def __init__(
+        self,
+        isolate_id: str,
+        debug_name: str | None,
+        route: Any,
+        loop: asyncio.AbstractEventLoop,
+        supervisor: Any,
+        main_id: str,
+        pause: Capability,
+        terminate: Capability,
+        errors_are_fatal: bool,
+    ) -> None:
+        super().__init__(isolate_id, route, loop)
+        self.debug_name = debug_name
+        self.supervisor = supervisor
+        self.main_id = main_id
+        self._main_poll: asyncio.Future[Any] | None = None
+        self.outbox.set_handoff(main_id, self._hand_to_poll)
+        self.pause_capability = pause
+        self.terminate_capability = terminate
+        self.errors_are_fatal = errors_are_fatal
+        self.exit_future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._state = RUNNING
+        self._entry: asyncio.Task[None] | None = None
+        self._entry_running = True  # from creation: the entry point is about to run
+        self._start: Callable[[], None] | None = None
+
+    # Lifetime -------------------------------------------------------------
+
+    def begin(self, call: Callable[[], Any], paused: bool) -> None:
+        """Run the entry point now, or on resume when spawned paused."""
+
+        def start() -> None:
+            self._entry = self.loop.create_task(self._run_entry(call))
+
+        if paused:
+            self._start = start
+            self.pause(self.pause_capability)
+        else:
+            start()
+
+    async def _run_entry(self, call: Callable[[], Any]) -> None:
+        try:
+            result = call()
+            if inspect.isawaitable(result):
+                await result
+        except (IsolateExit, asyncio.CancelledError):
+            pass
+        except Exception as error:
+            self.uncaught(error)
+        finally:
+            self._entry_running = False
+            self.ports_changed()
+
+    def ports_changed(self) -> None:
+        if self._state == RUNNING and not self._entry_running and not self.keeps_alive:
+            self.begin_exit({"reason": "finished"})
+
+    def begin_exit(
+        self,
+        info: dict[str, Any],
+        final: tuple[SendPort[Any], tuple[int, Any, Any]] | None = None,
+    ) -> None:
+        """Stop taking events; deliver what was sent (``final`` last); then end."""
+        if self._state != RUNNING:
+            return
+        self._state = EXITING
+        if final is not None:
+            self.send_item(*final)
+        entry = self._entry
+        if entry is not None and not entry.done() and entry is not asyncio.current_task():
+            entry.cancel()
+        self.loop.create_task(self._finish_exit(info))
+
+    async def _finish_exit(self, info: dict[str, Any]) -> None:
+        try:
+            await self.outbox.drain()
+        finally:
+            poll, self._main_poll = self._main_poll, None
+            if poll is not None and not poll.done():
+                poll.set_result(None)
+            if not self.exit_future.done():
+                self.exit_future.set_result(info)
+
+    # The main isolate's poll ------------------------------------------------
+
+    async def poll_main(self, acknowledged: bool) -> Any:
+        """Wait for the next batch for the main isolate and return it (``None``: ended)."""
+        if acknowledged:
+            self.outbox.acknowledge(self.main_id)
+        if self._state != RUNNING and not self.outbox.busy_towards(self.main_id):
+            return None
+        poll = self._main_poll = self.loop.create_future()
+        self.outbox.offer(self.main_id)
+        return await poll
+
+    def _hand_to_poll(self, sender: str, seq: int, items: list[Item]) -> bool:
+        poll = self._main_poll
+        if poll is None or poll.done():
+            return False
+        self._main_poll = None
+        poll.set_result((sender, seq, items))
+        return True
+
+    def kill(self) -> None:
+        self.begin_exit({"reason": "killed"})
+
+    def end_by_error(self, report: list[str]) -> None:
+        self.begin_exit({"reason": "error", "error": report})
+
+    def exit(self, port: SendPort[Any] | None, message: Any) -> NoReturn:
+        final = None
+        if port is not None:
+            final = (port, encode(message, "Isolate.exit()"))
+        self.begin_exit({"reason": "exit"}, final)
+        raise IsolateExit()
+
+    # Events ---------------------------------------------------------------
+
+    def dispatch(self, messages: list[Message]) -> None:
+        if self._state == RUNNING:
+            super().dispatch(messages)
+
+    def pause(self, capability: Capability) -> None:
+        if self._state == RUNNING:
+            super().pause(capability)
+
+    def resume(self, capability: Capability) -> None:
+        super().resume(capability)
+        if not self._pauses and self._start is not None:
+            start, self._start = self._start, None
+            start()
+
+    def guarded(self, callback: Callable[..., object], *args: Any) -> None:
+        try:
+            callback(*args)
+        except IsolateExit:
+            pass
+        except Exception as error:
+            self.uncaught(error)
+
+
+def _entry_call(request: Any, message: Any) -> Callable[[], Any]:
+    """The entry point, bound to its arguments; raises what prevents that."""
+    if request.entry is not None:
+        entry = pickle.loads(request.entry)
+        return lambda: entry(message)
+    uri: str = request.uri
+    if uri.endswith(".py"):
+        path = Path(uri)
+        spec = importlib.util.spec_from_file_location(f"__isolate_main_{path.stem}__", path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise FileNotFoundError(f"no Python file at {uri}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        name = "main"
+    else:
+        module_name, _, name = uri.partition(":")
+        module = importlib.import_module(module_name)
+        name = name or "main"
+    main = getattr(module, name, None)
+    if main is None:
+        raise AttributeError(f"{uri} has no function {name!r}")
+    if not callable(main):
+        raise TypeError(f"{uri}: {name} is not callable")
+    arity = _positional_arity(main)
+    arguments = [request.args or [], message][: min(arity, 2)]
+    return lambda: main(*arguments)
+
+
+def _positional_arity(function: Callable[..., Any]) -> int:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return 2
+    return len(positional)
+
+
+@ray.remote(concurrency_groups={"control": 1})
+class IsolateHost:
+    """The Ray actor behind one spawned isolate."""
+
+    def __init__(self, debug_name: str | None, isolate_id: str, supervisor: Any) -> None:
+        self._debug_name = debug_name
+        self._isolate_id = isolate_id
+        self._supervisor = supervisor
+        self._context: HostContext | None = None
+        self._controls = Inbox(self._run_controls)
+        self._control_outbox: Outbox | None = None
+
+    def __repr__(self) -> str:
+        return self._debug_name or self._isolate_id
+
+    async def start(
+        self, request: Any, main_id: str, pause: Capability, terminate: Capability
+    ) -> dict[str, Any]:
+        """Load the entry point and run it (unless paused); report where the isolate runs."""
+        context = HostContext(
+            self._isolate_id,
+            self._debug_name,
+            ray.get_runtime_context().current_actor,
+            asyncio.get_running_loop(),
+            self._supervisor,
+            main_id,
+            pause,
+            terminate,
+            request.errors_are_fatal,
+        )
+        if request.on_error is not None:
+            context.error_listeners.add(request.on_error)
+        install(context)
+        self._context = context
+        try:
+            ((_, message),) = await decode([(CONTROL_PORT, *request.message)])
+            call = _entry_call(request, message)
+        except Exception as error:
+            what = request.uri or "its entry point"
+            raise IsolateSpawnException(
+                f"isolate {self!r} could not load {what}: {type(error).__name__}: {error}"
+            ) from error
+        context.begin(call, request.paused)
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
+        """A batch of messages for this isolate's ports."""
+        assert self._context is not None
+        await self._context.deliver(sender, seq, items)
+
+    async def poll(self, acknowledged: bool) -> Any:
+        """The main isolate's long poll for what this isolate sends it."""
+        assert self._context is not None
+        return await self._context.poll_main(acknowledged)
+
+    async def lifetime(self) -> dict[str, Any]:
+        """Returns how the isolate ended, once everything it sent is delivered."""
+        assert self._context is not None
+        return await asyncio.shield(self._context.exit_future)
+
+    @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]
+    async def control(self, sender: str, seq: int, action: str, args: tuple[Any, ...]) -> None:
+        """A control message (kill, pause, resume, ping, error listeners, errors fatal).
+
+        Runs on the control thread, so it acts while the isolate is busy;
+        control messages from one sender act in the order sent.
+        """
+        self._controls.receive(sender, seq, [(action, args)])
+
+    def _run_controls(self, controls: list[tuple[Any, Any]]) -> None:
+        context = self._context
+        assert context is not None
+        for action, args in controls:
+            if action == "ping" and args[2]:  # immediate: answer from this thread
+                port, response, _ = args
+                self._control_sender().add(port.isolate_id, port.route, (port.port_id, *response))
+            else:
+                context.loop.call_soon_threadsafe(context.apply_control, action, args)
+
+    def _control_sender(self) -> Outbox:
+        """Replies sent from the control thread: a sender of their own, in their own order."""
+        if self._control_outbox is None:
+            self._control_outbox = Outbox(f"{self._isolate_id}/control", asyncio.get_running_loop())
+        return self._control_outbox

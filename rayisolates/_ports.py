@@ -1,0 +1,352 @@
+"""Ports: ``SendPort`` (the address) and ``ReceivePort``/``RawReceivePort`` (the mailbox).
+
+A receive port belongs to the isolate that created it and is consumed on an
+asyncio event loop of that isolate: in a spawned isolate, its own loop; in the
+main isolate, the loop that first iterates or listens to it (or, for
+``listen`` outside any loop, the main isolate's background loop). Messages are
+dispatched to ports on the isolate's dispatch loop and handed to the port's
+own loop when they differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["RawReceivePort", "ReceivePort", "SendPort"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SendPort(Generic[T]):
+    """Sends messages to the :class:`ReceivePort` it was made from, in any isolate.
+
+    A ``SendPort`` is an address: it can travel inside messages to any isolate
+    on any node and keeps working there; ``==`` and ``hash`` identify the
+    port, also after travelling.
+    """
+
+    isolate_id: str
+    port_id: int
+    route: Any = field(repr=False)  # what delivers to the owning isolate (a Ray actor handle)
+
+    __module__ = "rayisolates"
+
+    def send(self, message: T) -> None:
+        """Send ``message`` to the port; never blocks, fire and forget.
+
+        The message is copied now (pickled; large ones go to Ray's object
+        store), so later changes by the sender are not seen by the receiver.
+        Messages from one isolate to one port arrive in the order sent,
+        exactly once. Sending to a closed port, or to an isolate that has
+        ended, silently drops the message, as in Dart.
+
+        Raises:
+            TypeError: ``message`` holds something that cannot be sent (a
+                lock, socket, open file, generator, ``ReceivePort``, ...);
+                the error names it. Nothing is delivered and the port keeps
+                working.
+        """
+        from ._context import current
+
+        current().send(self, message)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SendPort):
+            return NotImplemented
+        return (self.isolate_id, self.port_id) == (other.isolate_id, other.port_id)
+
+    def __hash__(self) -> int:
+        return hash((self.isolate_id, self.port_id))
+
+    def __reduce__(self) -> tuple[type[SendPort[Any]], tuple[str, int, Any]]:
+        return (SendPort, (self.isolate_id, self.port_id, self.route))
+
+
+class _Port(Generic[T]):
+    """What both receive ports share: registration, delivery, closing."""
+
+    def __init__(self, debug_name: str | None, keep_alive: bool) -> None:
+        from ._context import current
+
+        self.debug_name = debug_name
+        self._context = current()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._early: list[T] = []
+        self._closed = False
+        port_id = self._context.open_port(self, keep_alive)
+        self._send_port: SendPort[T] = SendPort(
+            self._context.isolate_id, port_id, self._context.route
+        )
+
+    @property
+    def send_port(self) -> SendPort[T]:
+        """The address other isolates use to send to this port."""
+        return self._send_port
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            f"a {type(self).__name__} cannot be sent to another isolate; send its send_port"
+        )
+
+    def _deliver(self, messages: list[T]) -> None:
+        """Hand messages over; called on the isolate's dispatch loop."""
+        with self._lock:
+            if self._closed:
+                return
+            loop = self._loop
+            if loop is None:
+                self._early.extend(messages)
+                return
+        if asyncio._get_running_loop() is loop:
+            self._accept(messages)
+            return
+        try:
+            loop.call_soon_threadsafe(self._accept_if_open, messages)
+        except RuntimeError:  # that loop has closed: wait for the next consumer
+            with self._lock:
+                self._loop = None
+                self._early.extend(messages)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Consume on ``loop`` from now on; what arrived earlier is handed over first."""
+        with self._lock:
+            if self._loop is loop:
+                return
+            self._loop = loop
+            early, self._early = self._early, []
+        if early:
+            self._accept(early)
+
+    def _accept_if_open(self, messages: list[T]) -> None:
+        if not self._closed:
+            self._accept(messages)
+
+    def _accept(self, messages: list[T]) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Called once, on the port's loop, after closing."""
+
+    def close(self) -> None:
+        """Close the port: no more messages arrive; idempotent.
+
+        Messages already received stay available to a reader; then iteration
+        ends and ``on_done`` runs.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop = self._loop
+        self._context.close_port(self._send_port.port_id)
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._finish()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._finish)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+
+class ReceivePort(_Port[T]):
+    """A mailbox: an async stream of the messages sent to its :attr:`send_port`.
+
+    Read it with ``async for message in port``, ``await anext(port)``, or
+    ``listen(on_data, on_done)``; a port can be read in one of these ways
+    only (it is a single-subscription stream, as in Dart). Messages that
+    arrive before anyone reads are kept. While open, the port keeps its
+    isolate alive. ``with`` and ``async with`` close it on exit.
+
+    Differences from Dart: ``listen`` returns nothing; :meth:`close` ends it.
+    """
+
+    __module__ = "rayisolates"
+
+    def __init__(self, debug_name: str | None = None) -> None:
+        super().__init__(debug_name, keep_alive=True)
+        self._buffer: deque[T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_data: Callable[[T], object] | None = None
+        self._on_done: Callable[[], object] | None = None
+        self._subscribed = False
+
+    def _subscribe(self, how: str) -> None:
+        if self._subscribed and how == "listen":
+            raise RuntimeError("this ReceivePort is already being read; a port has one reader")
+        if self._on_data is not None:
+            raise RuntimeError(f"this ReceivePort is already listened to; cannot {how} it too")
+        self._subscribed = True
+
+    def __aiter__(self) -> ReceivePort[T]:
+        self._subscribe("iterate")
+        return self
+
+    async def __anext__(self) -> T:
+        if self._on_data is not None:
+            raise RuntimeError("this ReceivePort is already listened to; cannot iterate it too")
+        self._subscribed = True
+        while True:
+            if self._buffer:
+                return self._buffer.popleft()
+            if self._closed and not self._early:
+                raise StopAsyncIteration
+            loop = asyncio.get_running_loop()
+            self._bind(loop)
+            if self._buffer:
+                continue
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def listen(
+        self, on_data: Callable[[T], object], on_done: Callable[[], object] | None = None
+    ) -> None:
+        """Call ``on_data(message)`` for each message, then ``on_done()`` after :meth:`close`.
+
+        Callbacks run on this isolate's event loop (in the main isolate: the
+        running loop, or the main isolate's background loop when there is
+        none). An exception in a callback is an uncaught error of the isolate.
+
+        Raises:
+            RuntimeError: The port is already being read.
+        """
+        self._subscribe("listen")
+        self._on_data, self._on_done = on_data, on_done
+        self._bind(self._context.consumer_loop())
+        loop = self._loop
+        assert loop is not None
+        if self._buffer:
+            pending, self._buffer = list(self._buffer), deque()
+            loop.call_soon_threadsafe(self._accept, pending)
+        if self._closed:
+            loop.call_soon_threadsafe(self._finish)
+
+    def _accept(self, messages: list[T]) -> None:
+        on_data = self._on_data
+        if on_data is None:
+            self._buffer.extend(messages)
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        for message in messages:
+            self._context.guarded(on_data, message)
+
+    def _finish(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._on_done is not None:
+            on_done, self._on_done = self._on_done, None
+            self._context.guarded(on_done)
+
+    def __enter__(self) -> ReceivePort[T]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ReceivePort[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        name = f" {self.debug_name!r}" if self.debug_name else ""
+        state = "closed" if self._closed else "open"
+        return f"<ReceivePort{name} {self._send_port.port_id} {state}>"
+
+
+class RawReceivePort(_Port[T]):
+    """A port whose messages go straight to a handler on the isolate's event loop.
+
+    ``handler`` can be set or replaced at any time; messages that arrive while
+    it is ``None`` are kept until one is set. While open and
+    :attr:`keep_isolate_alive` is true (the default), the port keeps its
+    isolate alive.
+
+    Differences from Dart: messages arriving with no handler are kept, not
+    reported as errors.
+    """
+
+    __module__ = "rayisolates"
+
+    def __init__(
+        self, handler: Callable[[T], object] | None = None, debug_name: str | None = None
+    ) -> None:
+        super().__init__(debug_name, keep_alive=True)
+        self._handler = handler
+        self._keep_alive = True
+        self._held: list[T] = []
+        self._bind(self._context.consumer_loop())
+
+    @property
+    def handler(self) -> Callable[[T], object] | None:
+        """The function called with each message."""
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: Callable[[T], object] | None) -> None:
+        self._handler = handler
+        if handler is not None and self._held and self._loop is not None:
+            held, self._held = self._held, []
+            self._loop.call_soon_threadsafe(self._accept, held)
+
+    @property
+    def keep_isolate_alive(self) -> bool:
+        """Whether this open port keeps its isolate from exiting."""
+        return self._keep_alive
+
+    @keep_isolate_alive.setter
+    def keep_isolate_alive(self, keep: bool) -> None:
+        self._keep_alive = keep
+        if not self._closed:
+            self._context.set_keep_alive(self._send_port.port_id, keep)
+
+    def _accept(self, messages: list[T]) -> None:
+        for index, message in enumerate(messages):
+            handler = self._handler
+            if handler is None:
+                self._held.extend(messages[index:])
+                return
+            self._context.guarded(handler, message)
+
+    def __repr__(self) -> str:
+        name = f" {self.debug_name!r}" if self.debug_name else ""
+        state = "closed" if self._closed else "open"
+        return f"<RawReceivePort{name} {self._send_port.port_id} {state}>"
