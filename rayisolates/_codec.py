@@ -20,7 +20,7 @@ import pickle
 import threading
 from collections import ChainMap
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import ray
 from ray import cloudpickle
@@ -51,7 +51,26 @@ def _collect(obj: Any) -> tuple[Callable[[int], Any], tuple[int]]:
     return _restore, (len(refs) - 1,)
 
 
-_BY_INDEX = {ray.ObjectRef: _collect, ActorHandle: _collect}
+def _refuse_file(file: Any) -> NoReturn:
+    raise TypeError(
+        f"cannot send an open file ({type(file).__name__}): send its name or its contents"
+    )
+
+
+_BY_INDEX: dict[type, Callable[[Any], Any]] = {
+    ray.ObjectRef: _collect,
+    ActorHandle: _collect,
+    **{
+        kind: _refuse_file
+        for kind in (
+            io.TextIOWrapper,
+            io.BufferedReader,
+            io.BufferedWriter,
+            io.BufferedRandom,
+            io.FileIO,
+        )
+    },
+}
 
 
 class _FastPickler(pickle.Pickler):
@@ -85,8 +104,16 @@ def _pickle(message: Any, buffers: list[Any] | None) -> tuple[bytes, list[Any]]:
     return stream.getvalue(), refs
 
 
+def _problem(value: Any) -> str | None:
+    try:
+        _pickle(value, [])
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def _unsendable(message: Any, action: str, error: Exception) -> TypeError:
-    part = unsendable_part(message, "message") or f"message ({error})"
+    part = unsendable_part(message, "message", _problem) or f"message ({error})"
     return TypeError(f"{action} cannot send {part}; nothing was sent")
 
 

@@ -17,7 +17,9 @@ reaches user code: :func:`from_ray` turns them into the above.
 
 from __future__ import annotations
 
+import pickle
 import re
+from typing import Any
 
 from ray import exceptions as ray_errors
 
@@ -60,9 +62,28 @@ class RemoteError(IsolateError):
 
 
 class IsolateSpawnException(IsolateError):
-    """An isolate could not be started; the cause is chained as ``__cause__``."""
+    """An isolate could not be started; the cause is chained as ``__cause__``.
+
+    The cause survives the trip from the isolate that failed to start.
+    """
 
     __module__ = "rayisolates"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args, {"cause": _portable_cause(self.__cause__)})
+
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.__cause__ = (state or {}).get("cause")
+
+
+def _portable_cause(cause: BaseException | None) -> BaseException | None:
+    if cause is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(cause))
+    except Exception:
+        return RemoteError(f"{type(cause).__qualname__}: {cause}")
+    return cause
 
 
 def _plain(text: str) -> str:

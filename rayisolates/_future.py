@@ -56,10 +56,10 @@ class IsolateFuture(Generic[R]):
         try:
             value: R = ray.get(self._ref, timeout=timeout)
         except ray_errors.RayError as error:
-            raise from_ray(
-                error, cancelled=concurrent.futures.CancelledError, what=self._what
-            ) from None
-        return value
+            failure = from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
+        else:
+            return value
+        raise failure  # outside the except block: no Ray error chained as context
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._wait().__await__()
@@ -70,8 +70,10 @@ class IsolateFuture(Generic[R]):
         try:
             value: R = await self._ref
         except ray_errors.RayError as error:
-            raise from_ray(error, cancelled=asyncio.CancelledError, what=self._what) from None
-        return value
+            failure = from_ray(error, cancelled=asyncio.CancelledError, what=self._what)
+        else:
+            return value
+        raise failure  # outside the except block: no Ray error chained as context
 
     def done(self) -> bool:
         """Whether the work has finished (with a result or an error) or was cancelled."""

@@ -293,7 +293,7 @@ class IsolateHost:
         except Exception as error:
             what = request.uri or "its entry point"
             raise IsolateSpawnException(
-                f"isolate {self!r} could not load {what}: {type(error).__name__}: {error}"
+                f"{self!r} could not load {what}: {type(error).__name__}: {error}"
             ) from error
         context.begin(call, request.paused)
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}

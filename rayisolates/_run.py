@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import ray
 from ray import cloudpickle
 
+from ._context import SendOnlyContext, peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._runtime import ensure_started
@@ -56,7 +57,10 @@ async def _awaited(awaitable: Awaitable[R]) -> R:
 
 
 def _execute(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn`` inside a Ray worker; make whatever it raises fit to travel back."""
+    """Run ``fn`` inside a Ray worker; make whatever it raises fit to travel back.
+
+    What ``fn`` sent through ports is delivered before the result is.
+    """
     try:
         result = fn(*args)
         if inspect.isawaitable(result):
@@ -64,6 +68,10 @@ def _execute(fn: Callable[..., Any], *args: Any) -> Any:
         return result
     except Exception as error:
         raise _portable(error) from None
+    finally:
+        context = peek()
+        if isinstance(context, SendOnlyContext):
+            context.flush()
 
 
 def _portable(error: Exception) -> Exception:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ray import cloudpickle
@@ -28,11 +28,17 @@ def _children(value: Any) -> Iterator[tuple[str, Any]]:
         for index, item in enumerate(value):
             yield f"[{index}]", item
     else:
+        try:
+            value.__reduce_ex__(5)
+        except Exception:
+            return  # the object itself refuses to be pickled: it is the culprit
         for name, item in getattr(value, "__dict__", {}).items():
             yield f".{name}", item
 
 
-def unsendable_part(value: Any, label: str) -> str | None:
+def unsendable_part(
+    value: Any, label: str, problem_of: Callable[[Any], str | None] = _problem
+) -> str | None:
     """Describe the innermost part of ``value`` that cannot be pickled.
 
     Only for error paths: it pickles ``value`` again, piece by piece.
@@ -40,18 +46,19 @@ def unsendable_part(value: Any, label: str) -> str | None:
     Args:
         value: The value that failed to pickle.
         label: How to name ``value`` itself in the description.
+        problem_of: Says why a value cannot be pickled, or ``None`` if it can.
 
     Returns:
         ``"label[0].lock (<unlocked _thread.lock ...>): TypeError: ..."``, or
         ``None`` when ``value`` pickles after all.
     """
-    problem = _problem(value)
+    problem = problem_of(value)
     if problem is None:
         return None
     path, culprit = label, value
     for _ in range(_MAX_DEPTH):
         for step, child in _children(culprit):
-            child_problem = _problem(child)
+            child_problem = problem_of(child)
             if child_problem is not None:
                 path, culprit, problem = path + step, child, child_problem
                 break

@@ -157,13 +157,15 @@ class Supervisor:
         if request.on_exit is not None:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
         pause = Capability()
+        cause: BaseException | None = None
         try:
             await host.start.remote(request, self._main_id, pause, record.terminate)
         except ray_errors.RayError as error:
             ray.kill(host, no_restart=True)
             cause = from_ray(error, cancelled=asyncio.CancelledError, what="starting the isolate")
+        if cause is not None:
             if isinstance(cause, IsolateSpawnException):
-                raise cause from None
+                raise cause
             name = request.debug_name or isolate_id
             raise IsolateSpawnException(f"isolate {name!r} could not start: {cause}") from cause
         self._isolates[isolate_id] = record

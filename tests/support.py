@@ -38,3 +38,10 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 90
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     return finished.stdout
+
+
+def run(coroutine: Any, timeout: float = 90) -> Any:
+    """Run a test coroutine on a fresh event loop, failing fast if it hangs."""
+    import asyncio
+
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))

@@ -1,0 +1,141 @@
+"""Entry points for spawned isolates; workers import them as ``tests.entries``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import numpy as np
+import ray
+
+from rayisolates import Isolate, RawReceivePort, ReceivePort, SendPort, TransferableTypedData
+
+
+async def echo(reply: SendPort[Any]) -> None:
+    """Send our port, then echo every message; ``None`` ends with Isolate.exit."""
+    port: ReceivePort[Any] = ReceivePort("echo")
+    reply.send(port.send_port)
+    async for message in port:
+        if message is None:
+            Isolate.exit(reply, "bye")
+        reply.send(message)
+
+
+def sync_hello(reply: SendPort[Any]) -> None:
+    """A synchronous entry point that sends once and returns: the isolate then ends."""
+    reply.send(("hello", os.getpid()))
+
+
+def burst(job: tuple[SendPort[Any], str, int]) -> None:
+    """Send ``count`` messages ``(tag, i)`` as fast as possible, then end."""
+    reply, tag, count = job
+    for i in range(count):
+        reply.send((tag, i))
+
+
+async def interleaved_burst(job: tuple[SendPort[Any], str, int]) -> None:
+    """Like ``burst``, but yielding to the event loop between messages."""
+    reply, tag, count = job
+    for i in range(count):
+        reply.send((tag, i))
+        if i % 7 == 0:
+            await asyncio.sleep(0)
+
+
+async def count_in_order(reply: SendPort[Any]) -> None:
+    """Receive ints until ``None``; report how many arrived and whether in order."""
+    port: ReceivePort[Any] = ReceivePort()
+    reply.send(port.send_port)
+    received = []
+    async for message in port:
+        if message is None:
+            break
+        received.append(message)
+    port.close()
+    reply.send((len(received), received == sorted(received), len(set(received))))
+
+
+async def forwarder(reply: SendPort[Any]) -> None:
+    """Receive ``(target, payload)`` and send ``payload`` to ``target``."""
+    port: ReceivePort[Any] = ReceivePort()
+    reply.send(port.send_port)
+    async for message in port:
+        if message is None:
+            break
+        target, payload = message
+        target.send(payload)
+    port.close()
+
+
+def exit_with_array(job: tuple[SendPort[Any], int]) -> None:
+    """Hand a large array over with Isolate.exit."""
+    reply, count = job
+    array = np.arange(count, dtype=np.int64)
+    reply.send("before exit")
+    Isolate.exit(reply, array)
+
+
+def send_array_then_return(job: tuple[SendPort[Any], int]) -> None:
+    """Send a large array with a plain send, then end at once."""
+    reply, count = job
+    reply.send(np.full(count, 7, dtype=np.int64))
+
+
+def transfer_back(job: tuple[SendPort[Any], TransferableTypedData]) -> None:
+    """Materialize what arrived, check it, send a new TransferableTypedData back."""
+    reply, data = job
+    view = data.materialize()
+    numbers = np.frombuffer(view, dtype=np.int64)
+    answer = TransferableTypedData.from_list([numbers * 2])
+    Isolate.exit(reply, (int(numbers.sum()), view.readonly, answer))
+
+
+def fail_at_start(reply: SendPort[Any]) -> None:
+    """An entry point that raises."""
+    raise ValueError("entry point failed")
+
+
+def keep_alive_optional(job: tuple[SendPort[Any], bool]) -> None:
+    """Open a RawReceivePort; the isolate stays only if it keeps the isolate alive."""
+    reply, keep = job
+    raw: RawReceivePort[Any] = RawReceivePort(lambda message: reply.send(("raw", message)))
+    raw.keep_isolate_alive = keep
+    reply.send(raw.send_port)
+
+
+def report_identity(reply: SendPort[Any]) -> None:
+    """Send Isolate.current()'s debug name and the node we run on."""
+    isolate = Isolate.current()
+    reply.send((isolate.debug_name, ray.get_runtime_context().get_node_id()))
+
+
+async def sleeper(reply: SendPort[Any]) -> None:
+    """Stay alive (an open port) until told to stop."""
+    port: ReceivePort[Any] = ReceivePort()
+    reply.send(port.send_port)
+    await anext(port)
+    port.close()
+
+
+def spin(seconds: float) -> None:
+    """Busy the isolate's event loop synchronously."""
+    time.sleep(seconds)
+
+
+def uri_zero() -> None:
+    """spawn_uri target without parameters."""
+
+
+def uri_one(args: list[str]) -> None:
+    """spawn_uri target taking args only: it cannot reply, so it just runs."""
+    assert isinstance(args, list)
+
+
+def uri_two(args: list[str], reply: SendPort[Any]) -> None:
+    """spawn_uri target taking args and message."""
+    reply.send(("uri_two", args))
+
+
+NOT_CALLABLE = 42

@@ -1,0 +1,251 @@
+"""ReceivePort, RawReceivePort and SendPort between real isolates."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import threading
+from typing import Any
+
+import pytest
+
+from rayisolates import Isolate, RawReceivePort, ReceivePort, SendPort
+
+from . import entries
+from .support import run
+
+BURST = 20_000
+
+
+async def spawn_echo() -> tuple[ReceivePort[Any], SendPort[Any]]:
+    port: ReceivePort[Any] = ReceivePort()
+    await Isolate.spawn(entries.echo, port.send_port)
+    worker: SendPort[Any] = await anext(port)
+    return port, worker
+
+
+def test_burst_from_an_isolate_arrives_once_and_in_order() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.burst, (port.send_port, "a", BURST), on_exit=port.send_port)
+        received = []
+        async for message in port:
+            if message is None:
+                break
+            received.append(message)
+        port.close()
+        return received
+
+    assert run(main()) == [("a", i) for i in range(BURST)]
+
+
+def test_interleaved_senders_keep_their_own_order() -> None:
+    senders = {"x": entries.burst, "y": entries.interleaved_burst, "z": entries.interleaved_burst}
+    count = 5_000
+
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        for tag, entry in senders.items():
+            await Isolate.spawn(entry, (port.send_port, tag, count), on_exit=port.send_port)
+        received, ended = [], 0
+        async for message in port:
+            if message is None:
+                ended += 1
+                if ended == len(senders):
+                    break
+            else:
+                received.append(message)
+        port.close()
+        return received
+
+    received = run(main())
+    assert len(received) == count * len(senders)
+    for tag in senders:
+        assert [i for t, i in received if t == tag] == list(range(count))
+
+
+def test_burst_from_main_arrives_once_and_in_order() -> None:
+    async def main() -> Any:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.count_in_order, port.send_port)
+        worker: SendPort[Any] = await anext(port)
+        for i in range(BURST):
+            worker.send(i)
+        worker.send(None)
+        report = await anext(port)
+        port.close()
+        return report
+
+    assert run(main()) == (BURST, True, BURST)
+
+
+def test_send_port_travels_to_a_third_isolate() -> None:
+    async def main() -> list[Any]:
+        port, echo = await spawn_echo()
+        relay_port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.forwarder, relay_port.send_port)
+        relay: SendPort[Any] = await anext(relay_port)
+        relay.send((echo, "to echo via the relay"))  # echo replies to main
+        relay.send((relay_port.send_port, "back to main"))
+        got = [await anext(port), await anext(relay_port)]
+        echo.send(relay)  # a SendPort through the echo and back
+        returned = await anext(port)
+        relay.send(None)
+        echo.send(None)
+        await anext(port)
+        port.close()
+        relay_port.close()
+        return [*got, returned == relay, hash(returned) == hash(relay)]
+
+    assert run(main()) == ["to echo via the relay", "back to main", True, True]
+
+
+def test_send_port_equality_survives_pickling() -> None:
+    with ReceivePort[Any]() as port:
+        copy = pickle.loads(pickle.dumps(port.send_port))
+        assert copy == port.send_port and hash(copy) == hash(port.send_port)
+        with ReceivePort[Any]() as other:
+            assert other.send_port != port.send_port
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (threading.Lock, "lock"),
+        (socket.socket, "socket"),
+        (lambda: open(__file__), "TextIOWrapper"),  # noqa: SIM115
+        (lambda: (i for i in range(3)), "generator"),
+        (ReceivePort, "cannot be sent"),
+    ],
+)
+def test_unsendable_message_is_refused_and_the_port_keeps_working(make: Any, named: str) -> None:
+    async def main() -> list[Any]:
+        port, worker = await spawn_echo()
+        bad = make()
+        try:
+            with pytest.raises(TypeError, match=named) as caught:
+                worker.send({"fine": 1, "bad": [bad]})
+            assert "message['bad'][0]" in str(caught.value)
+        finally:
+            for closer in ("close",):
+                if hasattr(bad, closer):
+                    getattr(bad, closer)()
+        worker.send("still works")
+        reply = await anext(port)
+        worker.send(None)
+        await anext(port)
+        port.close()
+        return [reply]
+
+    assert run(main()) == ["still works"]
+
+
+def test_sending_to_a_closed_port_is_silently_dropped() -> None:
+    async def main() -> list[Any]:
+        port, worker = await spawn_echo()
+        closed: ReceivePort[Any] = ReceivePort()
+        closed.close()
+        closed.send_port.send("lost")
+        worker.send((closed.send_port, "x"))
+        worker.send("after")
+        got = [await anext(port), await anext(port)]
+        worker.send(None)
+        await anext(port)
+        port.close()
+        return got
+
+    first, second = run(main())
+    assert first[1] == "x" and second == "after"
+
+
+def test_messages_arriving_before_a_listener_are_kept() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.burst, (port.send_port, "early", 50), on_exit=port.send_port)
+        done = Isolate.current()  # give the messages time to land, without sleeping:
+        assert done.debug_name == "main"
+        probe: ReceivePort[Any] = ReceivePort()
+        done.ping(probe.send_port, "pong")
+        assert await anext(probe) == "pong"
+        probe.close()
+        got = []
+        async for message in port:
+            if message is None:
+                break
+            got.append(message)
+        port.close()
+        return got
+
+    assert run(main()) == [("early", i) for i in range(50)]
+
+
+def test_listen_without_an_event_loop() -> None:
+    received: list[Any] = []
+    finished = threading.Event()
+    port: ReceivePort[Any] = ReceivePort()
+
+    def on_data(message: Any) -> None:
+        if message is None:
+            port.close()
+        else:
+            received.append(message)
+
+    port.listen(on_data, on_done=finished.set)
+    Isolate.spawn(entries.burst, (port.send_port, "l", 100), on_exit=port.send_port).result(60)
+    assert finished.wait(60)
+    assert received == [("l", i) for i in range(100)]
+    with pytest.raises(RuntimeError, match="already"):
+        port.listen(print)
+
+
+def test_raw_receive_port_handler_and_keep_alive() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(
+            entries.keep_alive_optional, (port.send_port, False), on_exit=port.send_port
+        )
+        first = [await anext(port), await anext(port)]  # its port, then: ended at once
+        await Isolate.spawn(entries.keep_alive_optional, (port.send_port, True))
+        raw: SendPort[Any] = await anext(port)
+        raw.send("to raw")
+        second = await anext(port)
+        port.close()
+        return [type(first[0]).__name__, first[1], second]
+
+    assert run(main()) == ["SendPort", None, ("raw", "to raw")]
+
+
+def test_raw_receive_port_in_main_buffers_until_a_handler_is_set() -> None:
+    got: list[Any] = []
+    arrived = threading.Event()
+    raw: RawReceivePort[Any] = RawReceivePort()
+    raw.send_port.send("first")
+    raw.send_port.send("second")
+
+    def handler(message: Any) -> None:
+        got.append(message)
+        if len(got) == 2:
+            arrived.set()
+
+    raw.handler = handler
+    assert arrived.wait(30)
+    raw.close()
+    raw.close()
+    assert got == ["first", "second"]
+
+
+def test_closing_ends_iteration_and_is_idempotent() -> None:
+    async def main() -> list[Any]:
+        async with ReceivePort[Any]() as port:
+            port.send_port.send(1)
+            first = await anext(port)
+        port.close()
+        rest = [message async for message in port]
+        return [first, rest, port.is_closed]
+
+    assert run(main()) == [1, [], True]
+
+
+def test_receive_port_cannot_be_pickled() -> None:
+    with ReceivePort[Any]() as port, pytest.raises(TypeError, match="send its send_port"):
+        pickle.dumps(port)

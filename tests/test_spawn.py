@@ -1,0 +1,168 @@
+"""Isolate.spawn, Isolate.spawn_uri and Isolate.exit on the session's real Ray."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ray.util.state import list_actors
+
+from rayisolates import Isolate, IsolateSpawnException, ReceivePort, SendPort
+
+from . import entries
+from .support import in_object_store, run
+
+URI_SCRIPT = Path(__file__).with_name("uri_script.py")
+
+
+def test_echo_round_trips_and_exit_message() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.echo, port.send_port, on_exit=port.send_port)
+        replies = aiter(port)
+        worker: SendPort[Any] = await anext(replies)
+        got = []
+        for message in [1, "two", {"three": [3]}, (4.0, None)]:
+            worker.send(message)
+            got.append(await anext(replies))
+        worker.send(None)
+        got.append(await anext(replies))  # the Isolate.exit message
+        got.append(await anext(replies))  # then on_exit's None
+        port.close()
+        return got
+
+    assert run(main()) == [1, "two", {"three": [3]}, (4.0, None), "bye", None]
+
+
+def test_sync_entry_point_ends_the_isolate_by_itself() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.sync_hello, port.send_port, on_exit=port.send_port)
+        got = [await anext(port), await anext(port)]
+        port.close()
+        return got
+
+    hello, ended = run(main())
+    assert hello[0] == "hello" and ended is None
+
+
+def test_exit_hands_over_a_large_array_intact() -> None:
+    count = 100 * 1024 * 1024 // 8
+
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(
+            entries.exit_with_array, (port.send_port, count), on_exit=port.send_port
+        )
+        got = [await anext(port), await anext(port), await anext(port)]
+        port.close()
+        return got
+
+    before, array, ended = run(main())
+    assert before == "before exit" and ended is None
+    assert array.shape == (count,) and array.dtype == np.int64
+    assert array[0] == 0 and array[-1] == count - 1
+    assert int(array[:: count // 7].sum()) == sum(range(0, count, count // 7))
+    assert not array.flags.writeable
+    assert in_object_store(array)
+
+
+def test_array_sent_just_before_the_isolate_ends_outlives_it() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(
+            entries.send_array_then_return, (port.send_port, 2_000_000), on_exit=port.send_port
+        )
+        got = [await anext(port), await anext(port)]
+        port.close()
+        return got
+
+    array, ended = run(main())
+    assert ended is None
+    assert array.sum() == 14_000_000
+
+
+def test_spawn_uri_module_function_with_zero_one_and_two_parameters() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        for name in ("uri_zero", "uri_one", "uri_two"):
+            await Isolate.spawn_uri(
+                f"tests.entries:{name}", ["a", "b"], port.send_port, on_exit=port.send_port
+            )
+        got = [await anext(port) for _ in range(4)]
+        port.close()
+        return got
+
+    got = run(main())
+    assert got.count(None) == 3
+    assert ("uri_two", ["a", "b"]) in got
+
+
+def test_spawn_uri_python_file() -> None:
+    async def main() -> Any:
+        with ReceivePort[Any]() as port:
+            await Isolate.spawn_uri(URI_SCRIPT, ["x"], port.send_port)
+            return await anext(port)
+
+    assert run(main()) == ("script", ["x"])
+
+
+def test_isolate_shows_its_debug_name_in_the_state_api() -> None:
+    async def main() -> Isolate:
+        port: ReceivePort[Any] = ReceivePort()
+        isolate = await Isolate.spawn(entries.sleeper, port.send_port, debug_name="named-worker")
+        stop: SendPort[Any] = await anext(port)
+        names = {actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")])}
+        stop.send("stop")
+        port.close()
+        assert "named-worker" in names
+        return isolate
+
+    isolate = run(main())
+    assert isolate.debug_name == "named-worker"
+
+
+def test_isolate_handle_survives_pickling() -> None:
+    async def main() -> Isolate:
+        port: ReceivePort[Any] = ReceivePort()
+        isolate = await Isolate.spawn(entries.sleeper, port.send_port, debug_name="pickled")
+        (await anext(port)).send("stop")
+        port.close()
+        return isolate
+
+    isolate = run(main())
+    copy = pickle.loads(pickle.dumps(isolate))
+    assert copy == isolate and hash(copy) == hash(isolate)
+    assert copy.debug_name == "pickled"
+    assert copy.terminate_capability == isolate.terminate_capability
+
+
+def test_entry_point_that_is_not_callable() -> None:
+    with pytest.raises(IsolateSpawnException, match="not callable"):
+        Isolate.spawn(entries.NOT_CALLABLE, None)  # type: ignore[arg-type]
+
+
+def test_unsendable_spawn_message_chains_the_type_error() -> None:
+    with pytest.raises(IsolateSpawnException, match="generator") as caught:
+        Isolate.spawn(entries.sync_hello, (i for i in range(3)))
+    assert isinstance(caught.value.__cause__, TypeError)
+
+
+def test_missing_module_and_function_raise_when_awaited() -> None:
+    with pytest.raises(IsolateSpawnException, match="No module named") as missing_module:
+        Isolate.spawn_uri("tests.no_such_module:main", [], None).result(timeout=60)
+    assert isinstance(missing_module.value.__cause__, ModuleNotFoundError)
+    with pytest.raises(IsolateSpawnException, match="no_such_function"):
+        Isolate.spawn_uri("tests.entries:no_such_function", [], None).result(timeout=60)
+    with pytest.raises(IsolateSpawnException, match="not callable"):
+        Isolate.spawn_uri("tests.entries:NOT_CALLABLE", [], None).result(timeout=60)
+    with pytest.raises(IsolateSpawnException, match="no Python file"):
+        Isolate.spawn_uri("tests/no_such_file.py", [], None)
+
+
+def test_unknown_spawn_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"unknown option.*cpus"):
+        Isolate.spawn(entries.sync_hello, None, cpus=1)
