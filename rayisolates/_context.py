@@ -69,9 +69,7 @@ class Context:
 
     debug_name: str | None = None
 
-    def __init__(
-        self, isolate_id: str, route: Any, loop: asyncio.AbstractEventLoop, eager: bool = False
-    ) -> None:
+    def __init__(self, isolate_id: str, route: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.isolate_id = isolate_id
         self.route = route
         self.loop = loop
@@ -80,7 +78,6 @@ class Context:
             loop,
             own_id=isolate_id,
             local=self._receive_local,
-            eager=eager,
             opened=self.destination_opened,
         )
         self.inbox = Inbox(self.dispatch)
@@ -153,12 +150,18 @@ class Context:
     def spawned(self, isolate: Isolate) -> None:
         """Hook: an isolate this process asked for has started."""
 
-    def control(self, route: Any, destination: str, action: str, *args: Any) -> None:
-        """Send a control message; control messages from one isolate act in order."""
+    def control(self, route: Any, destination: str, action: str, *args: Any) -> Any:
+        """Send a control message; those from one isolate to one destination act in order.
+
+        Returns:
+            The Ray reference of the call: done once the destination took it.
+        """
         with self._lock:
             seq = self._control_seq.get(destination, 0)
             self._control_seq[destination] = seq + 1
-        forget(route.control.remote(self.isolate_id, seq, action, args))
+        reference = route.control.remote(self.isolate_id, seq, action, args)
+        forget(reference)
+        return reference
 
     def supervisor_handle(self) -> Any:
         """The main isolate's supervisor (creates isolates, keeps exit listeners)."""
@@ -179,17 +182,23 @@ class Context:
         """An ordered request to the supervisor (exit listeners, immediate kills)."""
         self.control(self.supervisor_handle(), SUPERVISOR, action, *args)
 
-    def add_exit_listener(
-        self, control_port: SendPort[Any], port: SendPort[Any], response: tuple[int, Any, Any]
-    ) -> None:
-        """Have the supervisor send ``response`` to ``port`` when the isolate ends."""
-        if not control_port.isolate_id.startswith("main-"):
-            self.supervise("add_exit_listener", control_port.isolate_id, port, response)
+    def listen_for_exit(self, control_port: SendPort[Any], action: str, *args: Any) -> None:
+        """Add or remove an exit listener, in order with other control messages.
 
-    def remove_exit_listener(self, control_port: SendPort[Any], port: SendPort[Any]) -> None:
-        """Undo :meth:`add_exit_listener`."""
-        if not control_port.isolate_id.startswith("main-"):
-            self.supervise("remove_exit_listener", control_port.isolate_id, port)
+        The isolate passes it on to the supervisor, which keeps exit listeners
+        (they must outlive the isolate). If the isolate has already ended, the
+        supervisor is told directly.
+        """
+        isolate_id = control_port.isolate_id
+        if isolate_id.startswith("main-"):
+            return  # the main isolate ends with the program: nobody is left to tell
+        reference = self.control(control_port.route, isolate_id, action, isolate_id, *args)
+
+        def ended_already(done: Any) -> None:
+            if isinstance(done.exception(), ray.exceptions.RayActorError):
+                self.supervise(action, isolate_id, *args)
+
+        reference.future().add_done_callback(ended_already)
 
     def kill_now(self, control_port: SendPort[Any], capability: Capability) -> None:
         """End an isolate's process at once (the main isolate: interrupt it)."""
@@ -334,7 +343,7 @@ class SendOnlyContext(Context):
 
     def __init__(self) -> None:
         self._background = BackgroundLoop("rayisolates-sender")
-        super().__init__(f"worker-{uuid.uuid4().hex}", None, self._background.loop, eager=True)
+        super().__init__(f"worker-{uuid.uuid4().hex}", None, self._background.loop)
 
     def open_port(self, port: _Port[Any], keep_alive: bool) -> int:
         raise RuntimeError(

@@ -15,6 +15,7 @@ import inspect
 import os
 import pickle
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,7 +24,7 @@ import ray
 
 from ._capability import Capability
 from ._codec import Item, encode
-from ._context import CONTROL_PORT, Context, install
+from ._context import CONTROL_PORT, SUPERVISOR, Context, install
 from ._errors import IsolateSpawnException
 from ._inbox import Inbox, Message, decode
 from ._outbox import Outbox
@@ -87,7 +88,9 @@ class HostContext(Context):
         self.debug_name = debug_name
         self.supervisor = supervisor
         self.main_id = main_id
-        self._main_poll: asyncio.Future[Any] | None = None
+        # The main isolate's pending poll: a future on the poll thread's loop.
+        self._main_poll: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+        self._poll_lock = threading.Lock()
         self.outbox.set_handoff(main_id, self._hand_to_poll)
         self.pause_capability = pause
         self.terminate_capability = terminate
@@ -97,6 +100,7 @@ class HostContext(Context):
         self._entry: asyncio.Task[None] | None = None
         self._entry_running = True  # from creation: the entry point is about to run
         self._start: Callable[[], None] | None = None
+        self._forwarded: list[Any] = []  # exit-listener changes sent to the supervisor
 
     # Lifetime -------------------------------------------------------------
 
@@ -145,35 +149,50 @@ class HostContext(Context):
             entry.cancel()
         self.loop.create_task(self._finish_exit(info))
 
+    def forward_to_supervisor(self, action: str, args: tuple[Any, ...]) -> None:
+        """Pass an exit-listener change on; it is applied before the isolate's end is."""
+        self._forwarded.append(self.control(self.supervisor, SUPERVISOR, action, *args))
+
     async def _finish_exit(self, info: dict[str, Any]) -> None:
         try:
             await self.outbox.drain()
+            forwarded, self._forwarded = self._forwarded, []
+            await asyncio.gather(*forwarded, return_exceptions=True)
         finally:
-            poll, self._main_poll = self._main_poll, None
-            if poll is not None and not poll.done():
-                poll.set_result(None)
+            self._answer_poll(None)
             if not self.exit_future.done():
                 self.exit_future.set_result(info)
 
     # The main isolate's poll ------------------------------------------------
 
     async def poll_main(self, acknowledged: bool) -> Any:
-        """Wait for the next batch for the main isolate and return it (``None``: ended)."""
+        """Wait for the next batch for the main isolate and return it (``None``: ended).
+
+        Runs on the host's poll thread: a batch handed over is returned even
+        while the isolate's own loop is busy in a blocking call.
+        """
         if acknowledged:
-            self.outbox.acknowledge(self.main_id)
+            self.loop.call_soon_threadsafe(self.outbox.acknowledge, self.main_id)
         if self._state != RUNNING and not self.outbox.busy_towards(self.main_id):
             return None
-        poll = self._main_poll = self.loop.create_future()
+        loop = asyncio.get_running_loop()
+        poll: asyncio.Future[Any] = loop.create_future()
+        with self._poll_lock:
+            self._main_poll = (loop, poll)
         self.outbox.offer(self.main_id)
         return await poll
 
-    def _hand_to_poll(self, sender: str, seq: int, items: list[Item]) -> bool:
-        poll = self._main_poll
-        if poll is None or poll.done():
+    def _answer_poll(self, batch: Any) -> bool:
+        with self._poll_lock:
+            pending, self._main_poll = self._main_poll, None
+        if pending is None:
             return False
-        self._main_poll = None
-        poll.set_result((sender, seq, items))
+        loop, poll = pending
+        loop.call_soon_threadsafe(_settle, poll, batch)
         return True
+
+    def _hand_to_poll(self, sender: str, seq: int, items: list[Item]) -> bool:
+        return self._answer_poll((sender, seq, items))
 
     def kill(self) -> None:
         self.begin_exit({"reason": "killed"})
@@ -211,6 +230,11 @@ class HostContext(Context):
             pass
         except Exception as error:
             self.uncaught(error)
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def _entry_call(request: Any, message: Any) -> Callable[[], Any]:
@@ -253,7 +277,7 @@ def _positional_arity(function: Callable[..., Any]) -> int:
     return len(positional)
 
 
-@ray.remote(concurrency_groups={"control": 1})
+@ray.remote(concurrency_groups={"control": 1, "poll": 1})
 class IsolateHost:
     """The Ray actor behind one spawned isolate."""
 
@@ -303,6 +327,7 @@ class IsolateHost:
         assert self._context is not None
         await self._context.deliver(sender, seq, items)
 
+    @ray.method(concurrency_group="poll")  # type: ignore[untyped-decorator]
     async def poll(self, acknowledged: bool) -> Any:
         """The main isolate's long poll for what this isolate sends it."""
         assert self._context is not None
@@ -326,7 +351,9 @@ class IsolateHost:
         context = self._context
         assert context is not None
         for action, args in controls:
-            if action == "ping" and args[2]:  # immediate: answer from this thread
+            if action in ("add_exit_listener", "remove_exit_listener"):
+                context.forward_to_supervisor(action, args)
+            elif action == "ping" and args[2]:  # immediate: answer from this thread
                 port, response, _ = args
                 self._control_sender().add(port.isolate_id, port.route, (port.port_id, *response))
             else:

@@ -324,11 +324,12 @@ class Isolate:
         is sent at once (Dart sends nothing), so a listener added late cannot
         wait forever.
         """
-        current().add_exit_listener(self.control_port, port, encode(response, "on_exit"))
+        response_item = encode(response, "Isolate.add_on_exit_listener()")
+        current().listen_for_exit(self.control_port, "add_exit_listener", port, response_item)
 
     def remove_on_exit_listener(self, port: SendPort[Any]) -> None:
         """Stop sending the exit response to ``port``."""
-        current().remove_exit_listener(self.control_port, port)
+        current().listen_for_exit(self.control_port, "remove_exit_listener", port)
 
     def add_error_listener(self, port: SendPort[Any]) -> None:
         """Send each uncaught error of the isolate to ``port`` as ``[str(error), stack]``."""
@@ -345,19 +346,38 @@ class Isolate:
 
     @property
     def errors(self) -> AsyncIterator[RemoteError]:
-        """The isolate's uncaught errors, as ``RemoteError``; ends when the isolate ends."""
-        return self._errors()
+        """The isolate's uncaught errors from now on, as ``RemoteError``; ends when it ends.
 
-    async def _errors(self) -> AsyncIterator[RemoteError]:
-        port: ReceivePort[Any] = ReceivePort("errors")
-        self.add_error_listener(port.send_port)
-        self.add_on_exit_listener(port.send_port, _ENDED)
-        try:
-            async for message in port:
-                if message == _ENDED:
-                    return
+        Listening starts when this property is read, so errors raised after
+        that are not missed even before iteration begins.
+        """
+        return _ErrorStream(self)
+
+
+class _ErrorStream:
+    """``Isolate.errors``: an error listener and an exit listener on one port."""
+
+    def __init__(self, isolate: Isolate) -> None:
+        self._isolate = isolate
+        self._port: ReceivePort[Any] = ReceivePort("errors")
+        isolate.add_error_listener(self._port.send_port)
+        isolate.add_on_exit_listener(self._port.send_port, _ENDED)
+
+    def __aiter__(self) -> _ErrorStream:
+        return self
+
+    async def __anext__(self) -> RemoteError:
+        if not self._port.is_closed:
+            message: Any = await anext(self._port, _ENDED)
+            if message != _ENDED:
                 description, stack = message
-                yield RemoteError(description, stack)
-        finally:
-            self.remove_error_listener(port.send_port)
-            port.close()
+                return RemoteError(description, stack)
+            self.close()
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Stop listening; idempotent."""
+        if not self._port.is_closed:
+            self._isolate.remove_error_listener(self._port.send_port)
+            self._isolate.remove_on_exit_listener(self._port.send_port)
+            self._port.close()

@@ -55,7 +55,7 @@ class MainContext(Context):
         )
         self._polls: set[str] = set()
         self._receiving = threading.RLock()  # polls dispatch from Ray's callback thread
-        super().__init__(main_id, supervisor, self._background.loop, eager=True)
+        super().__init__(main_id, supervisor, self._background.loop)
         self.supervisor = supervisor
         self.debug_name = "main"
         self._pump = self._background.submit(self._pump_forever())

@@ -1,11 +1,13 @@
 """The sending half of an isolate: one ordered, batching channel per destination.
 
 Sending a message must not cost a Ray call. Messages an isolate sends to one
-destination isolate are appended to that destination's channel; the channel
-is flushed at most once per event-loop turn, as one ``deliver`` call carrying
-every message gathered so far. While ``MAX_IN_FLIGHT`` batches are still
-unacknowledged, new messages wait and join the next batch, so a fast sender
-gets larger batches instead of more calls.
+destination isolate are appended to that destination's channel. A message to
+an idle destination (nothing in flight) leaves at once, from the sending
+thread, so a lone message is never delayed, not even by a sender that blocks
+right after sending. Messages sent while a batch is in flight gather and
+leave together at the end of the event-loop turn, as one ``deliver`` call;
+while ``MAX_IN_FLIGHT`` batches are unacknowledged they wait for the next
+acknowledgement, so a fast sender gets larger batches instead of more calls.
 
 Ray may run calls from one caller out of order, so every batch carries the
 channel's next sequence number and the receiver puts batches back in order
@@ -54,9 +56,6 @@ class Outbox:
             be called from any thread.
         own_id: This isolate's id; messages to its own ports skip Ray.
         local: Delivers a batch to this isolate's own ports.
-        eager: Send a message to an idle destination at once, from the
-            sending thread, instead of on ``loop``'s next turn (for loops on
-            another thread, where waiting for a turn costs a thread hop).
         opened: Called with ``(destination, route)`` the first time a
             destination is used.
     """
@@ -67,14 +66,12 @@ class Outbox:
         loop: asyncio.AbstractEventLoop,
         own_id: str | None = None,
         local: LocalDelivery | None = None,
-        eager: bool = False,
         opened: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.sender_id = sender_id
         self._loop = loop
         self._own_id = own_id
         self._local = local
-        self._eager = eager
         self._opened = opened
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}
@@ -100,7 +97,7 @@ class Outbox:
             if channel.scheduled or channel.in_flight >= MAX_IN_FLIGHT:
                 return
             channel.scheduled = True
-            now = self._eager and channel.in_flight == 0
+            now = channel.in_flight == 0
         if opened and self._opened is not None:
             self._opened(destination, route)
         if now:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import time
 from typing import Any
@@ -139,3 +140,33 @@ def uri_two(args: list[str], reply: SendPort[Any]) -> None:
 
 
 NOT_CALLABLE = 42
+
+
+def controlled(reply: SendPort[Any]) -> None:
+    """Obey commands sent to our port; echo anything else. Sends (port, pid) first."""
+    port: ReceivePort[Any] = ReceivePort("commands")
+
+    def on_message(message: Any) -> None:
+        if message == "crash":
+            os._exit(3)
+        elif message == "segfault":
+            ctypes.string_at(0)
+        elif message == "raise":
+            raise ValueError("raised in a handler")
+        elif message == "block":
+            reply.send("blocking")
+            time.sleep(3600)
+        elif message == "exit":
+            Isolate.exit(reply, "exited")
+        elif isinstance(message, tuple) and message[0] == "kill":
+            message[1].kill(priority=Isolate.IMMEDIATE)
+            reply.send("kill sent")
+        elif isinstance(message, tuple) and message[0] == "watch":
+            _, isolate, port_to_tell = message
+            isolate.add_on_exit_listener(port_to_tell, "seen by a third")
+            reply.send("watching")
+        else:
+            reply.send(message)
+
+    port.listen(on_message)
+    reply.send((port.send_port, os.getpid()))
