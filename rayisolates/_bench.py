@@ -7,37 +7,18 @@ gives medians and the ratio to each comparator, never one time alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import ray
-
-from ._isolate import Isolate
+from ._bench_cases import CASES, OURS, Figure
 from ._runtime import init, shutdown
 
-__all__ = ["Figure", "bench"]
-
-OURS = "rayisolates"
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One thing measured: a sample function per contender, ``OURS`` first.
-
-    A sample function returns one reading in ``unit``; ``rounds`` readings are
-    taken per contender, interleaved.
-    """
-
-    name: str
-    unit: str
-    higher_is_better: bool
-    contenders: dict[str, Callable[[], float]]
-    rounds: int
+__all__ = ["bench"]
 
 
 @dataclass(slots=True)
@@ -65,40 +46,6 @@ class Result:
         }
 
 
-def _noop() -> None:
-    return None
-
-
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return (time.perf_counter() - started) * 1000
-
-
-def _run_figures(quick: bool) -> list[Figure]:
-    raw_noop = ray.remote(max_retries=0)(_noop)
-    rounds = 30 if quick else 300
-
-    def isolate_run() -> float:
-        return _timed(lambda: Isolate.run(_noop).result())
-
-    def raw_task() -> float:
-        return _timed(lambda: ray.get(raw_noop.remote()))
-
-    for _ in range(5):  # warm both paths: workers started, functions exported
-        isolate_run()
-        raw_task()
-    return [
-        Figure(
-            "Isolate.run no-op round trip",
-            "ms",
-            higher_is_better=False,
-            contenders={OURS: isolate_run, "raw @ray.remote task": raw_task},
-            rounds=rounds,
-        )
-    ]
-
-
 def _measure(figure: Figure, progress: Callable[[], None]) -> Result:
     result = Result(figure.name, figure.unit, figure.higher_is_better)
     for name in figure.contenders:
@@ -119,7 +66,7 @@ def _progress_bar(total: int) -> Callable[[], None]:
         done += 1
         if interactive or done == total:
             filled = 30 * done // total
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} rounds")
+            sys.stderr.write(f"\r    [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} rounds")
             if done == total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -149,11 +96,15 @@ def bench(quick: bool = False, json_path: str | None = None, address: str | None
     below 1 the comparator does.
     """
     init(address=address)
+    loop = asyncio.new_event_loop()
+    results = []
     try:
-        figures = _run_figures(quick)
-        advance = _progress_bar(sum(figure.rounds for figure in figures))
-        results = [_measure(figure, advance) for figure in figures]
+        for number, case in enumerate(CASES, 1):
+            with case(loop, quick) as figure:
+                print(f"[{number}/{len(CASES)}] {figure.name}", file=sys.stderr, flush=True)
+                results.append(_measure(figure, _progress_bar(figure.rounds)))
     finally:
+        loop.close()
         shutdown()
     print(_table(results))
     if json_path:

@@ -100,20 +100,34 @@ class HostContext(Context):
         self._entry: asyncio.Task[None] | None = None
         self._entry_running = True  # from creation: the entry point is about to run
         self._start: Callable[[], None] | None = None
+        self._released = False
         self._forwarded: list[Any] = []  # exit-listener changes sent to the supervisor
 
     # Lifetime -------------------------------------------------------------
 
-    def begin(self, call: Callable[[], Any], paused: bool) -> None:
-        """Run the entry point now, or on resume when spawned paused."""
+    def prepare(self, call: Callable[[], Any], paused: bool) -> None:
+        """Get the entry point ready; it runs once released (and not paused)."""
 
         def start() -> None:
             self._entry = self.loop.create_task(self._run_entry(call))
 
+        self._start = start
         if paused:
-            self._start = start
             self.pause(self.pause_capability)
-        else:
+
+    def release(self) -> None:
+        """Let the entry point run, now or on resume.
+
+        Separate from ``start``: an entry point that blocks the loop at once
+        must not hold back the reply that tells the spawner it started.
+        """
+        self._released = True
+        if not self._pauses and self._state == RUNNING:
+            self._run_start()
+
+    def _run_start(self) -> None:
+        start, self._start = self._start, None
+        if start is not None:
             start()
 
     async def _run_entry(self, call: Callable[[], Any]) -> None:
@@ -172,7 +186,7 @@ class HostContext(Context):
         while the isolate's own loop is busy in a blocking call.
         """
         if acknowledged:
-            self.loop.call_soon_threadsafe(self.outbox.acknowledge, self.main_id)
+            self.outbox.acknowledge(self.main_id)
         if self._state != RUNNING and not self.outbox.busy_towards(self.main_id):
             return None
         loop = asyncio.get_running_loop()
@@ -219,9 +233,8 @@ class HostContext(Context):
 
     def resume(self, capability: Capability) -> None:
         super().resume(capability)
-        if not self._pauses and self._start is not None:
-            start, self._start = self._start, None
-            start()
+        if not self._pauses and self._released:
+            self._run_start()
 
     def guarded(self, callback: Callable[..., object], *args: Any) -> None:
         try:
@@ -319,8 +332,13 @@ class IsolateHost:
             raise IsolateSpawnException(
                 f"{self!r} could not load {what}: {type(error).__name__}: {error}"
             ) from error
-        context.begin(call, request.paused)
+        context.prepare(call, request.paused)
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def release(self) -> None:
+        """Run the entry point (after ``start`` has answered the spawner)."""
+        assert self._context is not None
+        self._context.release()
 
     async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
         """A batch of messages for this isolate's ports."""

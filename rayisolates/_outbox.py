@@ -1,13 +1,13 @@
 """The sending half of an isolate: one ordered, batching channel per destination.
 
 Sending a message must not cost a Ray call. Messages an isolate sends to one
-destination isolate are appended to that destination's channel. A message to
-an idle destination (nothing in flight) leaves at once, from the sending
-thread, so a lone message is never delayed, not even by a sender that blocks
-right after sending. Messages sent while a batch is in flight gather and
-leave together at the end of the event-loop turn, as one ``deliver`` call;
-while ``MAX_IN_FLIGHT`` batches are unacknowledged they wait for the next
-acknowledgement, so a fast sender gets larger batches instead of more calls.
+destination isolate are appended to that destination's channel. While fewer
+than ``MAX_IN_FLIGHT`` batches to it are unacknowledged, what is pending
+leaves at once, from the sending thread, so a lone message is never delayed;
+otherwise messages gather, and every acknowledgement sends all that gathered
+as one ``deliver`` call. A fast sender so gets larger batches rather than
+more calls. Nothing here waits for the sender's event loop: an isolate busy
+in a long synchronous computation still gets its messages out.
 
 Ray may run calls from one caller out of order, so every batch carries the
 channel's next sequence number and the receiver puts batches back in order
@@ -35,25 +35,26 @@ Handoff = Callable[[str, int, list[Item]], bool]
 
 
 class _Channel:
-    __slots__ = ("dead", "in_flight", "pending", "route", "scheduled", "seq")
+    __slots__ = ("dead", "in_flight", "pending", "route", "seq")
 
     def __init__(self, route: Any) -> None:
         self.route = route
         self.seq = 0
         self.pending: list[Item] = []
         self.in_flight = 0
-        self.scheduled = False
         self.dead = False
 
 
 class Outbox:
     """Per-destination batching and ordering for everything one isolate sends.
 
+    Thread-safe: ``add`` may be called from any thread, and acknowledgements
+    are handled on Ray's callback thread.
+
     Args:
         sender_id: Identifies this sender to receivers (one sequence space
             per sender and destination).
-        loop: The loop that flushes and takes acknowledgements; ``add`` may
-            be called from any thread.
+        loop: The loop :meth:`drain` runs on.
         own_id: This isolate's id; messages to its own ports skip Ray.
         local: Delivers a batch to this isolate's own ports.
         opened: Called with ``(destination, route)`` the first time a
@@ -76,15 +77,10 @@ class Outbox:
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}
         self._handoffs: dict[str, Handoff] = {}
-        self._loop_thread: int | None = None
         self._settled: asyncio.Event | None = None
-        loop.call_soon_threadsafe(self._note_loop_thread)
-
-    def _note_loop_thread(self) -> None:
-        self._loop_thread = threading.get_ident()
 
     def add(self, destination: str, route: Any, item: Item) -> None:
-        """Queue ``item`` for ``destination``; a flush follows within a loop turn."""
+        """Queue ``item`` for ``destination``; it leaves now or with the next acknowledgement."""
         opened = False
         with self._lock:
             channel = self._channels.get(destination)
@@ -94,37 +90,61 @@ class Outbox:
             if channel.dead:
                 return
             channel.pending.append(item)
-            if channel.scheduled or channel.in_flight >= MAX_IN_FLIGHT:
-                return
-            channel.scheduled = True
-            now = channel.in_flight == 0
+            batch = self._take(destination, channel)
         if opened and self._opened is not None:
             self._opened(destination, route)
-        if now:
-            self._flush(destination, channel)
-        elif threading.get_ident() == self._loop_thread:
-            self._loop.call_soon(self._flush, destination, channel)
-        else:
-            self._loop.call_soon_threadsafe(self._flush, destination, channel)
+        if batch is not None:
+            self._send(destination, channel, *batch)
+
+    def _take(
+        self, destination: str, channel: _Channel
+    ) -> tuple[int, list[Item], Handoff | None] | None:
+        """Under the lock: the next batch to send, if the window allows one."""
+        if not channel.pending or channel.in_flight >= MAX_IN_FLIGHT or channel.dead:
+            return None
+        items, channel.pending = channel.pending, []
+        seq = channel.seq
+        channel.seq += 1
+        channel.in_flight += 1
+        return seq, items, self._handoffs.get(destination)
+
+    def _send(
+        self,
+        destination: str,
+        channel: _Channel,
+        seq: int,
+        items: list[Item],
+        handoff: Handoff | None,
+    ) -> None:
+        if destination == self._own_id and self._local is not None:
+            self._local(self.sender_id, seq, items)
+            self._acknowledged(destination, channel, None)
+            return
+        if handoff is not None and handoff(self.sender_id, seq, items):
+            return
+        reference = channel.route.deliver.remote(self.sender_id, seq, items)
+        reference.future().add_done_callback(
+            lambda done: self._acknowledged(destination, channel, done.exception())
+        )
 
     def set_handoff(self, destination: str, handoff: Handoff) -> None:
         """Offer batches for ``destination`` to ``handoff`` before making a Ray call.
 
         A handoff that takes a batch (returns ``True``) must later call
-        :meth:`acknowledge` for it. It is called on ``loop``; call :meth:`offer`
-        when it becomes ready to take one.
+        :meth:`acknowledge` for it; call :meth:`offer` when it becomes ready
+        to take one.
         """
         with self._lock:
             self._handoffs[destination] = handoff
 
     def offer(self, destination: str) -> None:
-        """A handoff for ``destination`` became ready: flush what waits for it."""
+        """A handoff for ``destination`` became ready: send what waits for it."""
         with self._lock:
             channel = self._channels.get(destination)
-            if channel is None or not channel.pending or channel.scheduled:
-                return
-            channel.scheduled = True
-        self._flush(destination, channel)
+            batch = None if channel is None else self._take(destination, channel)
+        if batch is not None:
+            assert channel is not None
+            self._send(destination, channel, *batch)
 
     def busy_towards(self, destination: str) -> bool:
         """Whether messages for ``destination`` are pending or unacknowledged."""
@@ -133,33 +153,10 @@ class Outbox:
             return channel is not None and bool(channel.pending or channel.in_flight)
 
     def acknowledge(self, destination: str) -> None:
-        """A batch taken by a handoff has been received (call on ``loop``)."""
+        """A batch taken by a handoff has been received."""
         channel = self._channels.get(destination)
         if channel is not None:
             self._acknowledged(destination, channel, None)
-
-    def _flush(self, destination: str, channel: _Channel) -> None:
-        with self._lock:
-            channel.scheduled = False
-            if not channel.pending or channel.in_flight >= MAX_IN_FLIGHT or channel.dead:
-                return
-            items, channel.pending = channel.pending, []
-            seq = channel.seq
-            channel.seq += 1
-            channel.in_flight += 1
-            handoff = self._handoffs.get(destination)
-        if destination == self._own_id and self._local is not None:
-            self._local(self.sender_id, seq, items)
-            self._loop.call_soon_threadsafe(self._acknowledged, destination, channel, None)
-            return
-        if handoff is not None and handoff(self.sender_id, seq, items):
-            return
-        reference = channel.route.deliver.remote(self.sender_id, seq, items)
-        reference.future().add_done_callback(
-            lambda done: self._loop.call_soon_threadsafe(
-                self._acknowledged, destination, channel, done.exception()
-            )
-        )
 
     def _acknowledged(
         self, destination: str, channel: _Channel, error: BaseException | None
@@ -172,13 +169,12 @@ class Outbox:
                 # The destination isolate is gone: what is sent to it is dropped, as in Dart.
                 channel.dead = True
                 channel.pending.clear()
-            again = bool(channel.pending) and not channel.scheduled and not channel.dead
-            if again:
-                channel.scheduled = True
-        if again:
-            self._flush(destination, channel)
-        if self._settled is not None:
-            self._settled.set()
+            batch = self._take(destination, channel)
+            settled = self._settled
+        if batch is not None:
+            self._send(destination, channel, *batch)
+        if settled is not None:
+            self._loop.call_soon_threadsafe(settled.set)
 
     def _busy(self) -> bool:
         with self._lock:
@@ -189,21 +185,16 @@ class Outbox:
 
     async def drain(self) -> None:
         """Wait, on the outbox's loop, until everything sent so far is acknowledged."""
-        if self._settled is None:
-            self._settled = asyncio.Event()
-        while self._busy():
-            self._settled.clear()
+        settled = asyncio.Event()
+        with self._lock:
+            self._settled = settled
+        try:
+            while self._busy():
+                settled.clear()
+                await settled.wait()
+        finally:
             with self._lock:
-                stalled = [
-                    (destination, channel)
-                    for destination, channel in self._channels.items()
-                    if channel.pending and not channel.scheduled and not channel.in_flight
-                ]
-                for _, channel in stalled:
-                    channel.scheduled = True
-            for destination, channel in stalled:
-                self._flush(destination, channel)
-            await self._settled.wait()
+                self._settled = None
 
     def forget(self, destination: str) -> None:
         """Drop the channel to an isolate known to have ended."""

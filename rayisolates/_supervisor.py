@@ -25,7 +25,7 @@ from ray import exceptions as ray_errors
 
 from ._capability import Capability
 from ._codec import INLINE, Item, carries_objects
-from ._context import CONTROL_PORT
+from ._context import CONTROL_PORT, forget
 from ._errors import IsolateSpawnException, from_ray
 from ._inbox import Inbox
 from ._outbox import Outbox
@@ -169,6 +169,7 @@ class Supervisor:
             name = request.debug_name or isolate_id
             raise IsolateSpawnException(f"isolate {name!r} could not start: {cause}") from cause
         self._isolates[isolate_id] = record
+        forget(host.release.remote())
         asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
         control: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
         return Isolate.spawned(control, pause, record.terminate, request.debug_name)

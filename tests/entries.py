@@ -170,3 +170,17 @@ def controlled(reply: SendPort[Any]) -> None:
 
     port.listen(on_message)
     reply.send((port.send_port, os.getpid()))
+
+
+def busy_with_progress(job: tuple[SendPort[Any], str]) -> None:
+    """Compute synchronously, never yielding to the loop, reporting progress until told to stop.
+
+    The stop signal is a file: the isolate's own ports cannot be read while it
+    is busy.
+    """
+    reply, stop_file = job
+    step = 0
+    while not os.path.exists(stop_file):
+        reply.send(("progress", step))
+        step += 1
+        time.sleep(0.05)

@@ -249,3 +249,26 @@ def test_closing_ends_iteration_and_is_idempotent() -> None:
 def test_receive_port_cannot_be_pickled() -> None:
     with ReceivePort[Any]() as port, pytest.raises(TypeError, match="send its send_port"):
         pickle.dumps(port)
+
+
+def test_a_busy_isolate_still_gets_its_messages_out(tmp_path: Any) -> None:
+    stop_file = tmp_path / "stop"
+
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(
+            entries.busy_with_progress, (port.send_port, str(stop_file)), on_exit=port.send_port
+        )
+        early = [await anext(port) for _ in range(3)]  # arrive while it is still computing
+        stop_file.touch()
+        rest = []
+        async for message in port:
+            if message is None:
+                break
+            rest.append(message)
+        port.close()
+        return early + rest
+
+    got = run(main())
+    assert got[:3] == [("progress", 0), ("progress", 1), ("progress", 2)]
+    assert [step for _, step in got] == list(range(len(got)))

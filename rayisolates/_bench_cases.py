@@ -1,0 +1,278 @@
+"""The figures ``rayisolates bench`` measures, each next to what users would use instead.
+
+Every case is a context manager: it starts what it needs (isolates, raw
+actors, processes), yields a :class:`Figure` whose sample functions each
+take one reading, and cleans up after the rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import ray
+from ray.util.queue import Queue
+
+from . import _bench_entries as entries
+from ._isolate import Isolate
+from ._ports import ReceivePort, SendPort
+
+__all__ = ["CASES", "OURS", "Figure"]
+
+OURS = "rayisolates"
+
+Case = Callable[[asyncio.AbstractEventLoop, bool], Any]
+
+
+class Figure:
+    """One thing measured: a sample function per contender, ``OURS`` first."""
+
+    def __init__(
+        self,
+        name: str,
+        unit: str,
+        higher_is_better: bool,
+        contenders: dict[str, Callable[[], float]],
+        rounds: int,
+    ) -> None:
+        self.name = name
+        self.unit = unit
+        self.higher_is_better = higher_is_better
+        self.contenders = contenders
+        self.rounds = rounds
+
+
+def _milliseconds(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return (time.perf_counter() - started) * 1000
+
+
+def _actor(actor_class: Any) -> Any:
+    """A ``@ray.remote`` class, typed loosely (Ray's stubs do not know ``.remote``)."""
+    return actor_class
+
+
+def _noop() -> None:
+    return None
+
+
+@contextmanager
+def run_round_trip(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """``Isolate.run`` of a no-op, against the same no-op as a raw Ray task."""
+    raw_noop = ray.remote(max_retries=0)(_noop)
+
+    def ours() -> float:
+        return _milliseconds(lambda: Isolate.run(_noop).result())
+
+    def raw() -> float:
+        return _milliseconds(lambda: ray.get(raw_noop.remote()))
+
+    for _ in range(5):  # workers started, functions exported
+        ours()
+        raw()
+    yield Figure(
+        "Isolate.run no-op round trip",
+        "ms",
+        higher_is_better=False,
+        contenders={OURS: ours, "raw @ray.remote task": raw},
+        rounds=30 if quick else 300,
+    )
+
+
+@contextmanager
+def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """A message to an isolate and its reply, against one raw actor method call."""
+    port: ReceivePort[Any] = ReceivePort("bench-ping-pong")
+    isolate = Isolate.spawn(entries.echo, port.send_port).result()
+    worker: SendPort[Any] = loop.run_until_complete(anext(port))
+    raw = _actor(entries.RawEcho).remote()
+    ray.get(raw.echo.remote(0))
+    batch = 20
+
+    async def ours_batch() -> list[float]:
+        times = []
+        for i in range(batch):
+            started = time.perf_counter()
+            worker.send(i)
+            await anext(port)
+            times.append(time.perf_counter() - started)
+        return times
+
+    def ours() -> float:
+        return statistics.median(loop.run_until_complete(ours_batch())) * 1000
+
+    def raw_call() -> float:
+        times = []
+        for i in range(batch):
+            started = time.perf_counter()
+            ray.get(raw.echo.remote(i))
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000
+
+    try:
+        yield Figure(
+            "ping-pong main <-> isolate",
+            "ms",
+            higher_is_better=False,
+            contenders={OURS: ours, "raw actor method call": raw_call},
+            rounds=10 if quick else 60,
+        )
+    finally:
+        isolate.kill()
+        port.close()
+        ray.kill(raw)
+
+
+def _port_throughput(
+    loop: asyncio.AbstractEventLoop, quick: bool, senders: int
+) -> Iterator[Figure]:
+    count = 4_000 if quick else 40_000
+    raw_count = 400 if quick else 4_000
+    queue_count = 100 if quick else 800
+    port: ReceivePort[Any] = ReceivePort("bench-throughput")
+    isolates = [Isolate.spawn(entries.sender, port.send_port).result() for _ in range(senders)]
+    workers = [loop.run_until_complete(anext(port))[0] for _ in range(senders)]
+    sink = _actor(entries.RawSink).remote()
+    producers = [_actor(entries.RawProducer).remote() for _ in range(senders)]
+    queue = Queue()
+    context = multiprocessing.get_context("spawn")
+    commands = [context.Queue() for _ in range(senders)]
+    data = context.Queue()
+    processes = [
+        context.Process(target=entries.mp_producer, args=(command, data), daemon=True)
+        for command in commands
+    ]
+    for process in processes:
+        process.start()
+
+    async def receive(total: int) -> None:
+        for _ in range(total):
+            await anext(port)
+
+    def ours() -> float:
+        started = time.perf_counter()
+        for worker in workers:
+            worker.send((port.send_port, count // senders))
+        loop.run_until_complete(receive(count // senders * senders))
+        return count / (time.perf_counter() - started)
+
+    def raw_calls() -> float:
+        started = time.perf_counter()
+        ray.get([p.to_sink.remote(sink, raw_count // senders) for p in producers])
+        return raw_count / (time.perf_counter() - started)
+
+    def ray_queue() -> float:
+        started = time.perf_counter()
+        pending = [p.to_queue.remote(queue, queue_count // senders) for p in producers]
+        for _ in range(queue_count // senders * senders):
+            queue.get()
+        ray.get(pending)
+        return queue_count / (time.perf_counter() - started)
+
+    def mp_queue() -> float:
+        started = time.perf_counter()
+        for command in commands:
+            command.put(count // senders)
+        for _ in range(count // senders * senders):
+            data.get()
+        return count / (time.perf_counter() - started)
+
+    ray.get(sink.received.remote())
+    raw_calls()
+    mp_queue()
+    try:
+        yield Figure(
+            f"port throughput, {senders} isolate(s) -> main",
+            "msgs/s",
+            higher_is_better=True,
+            contenders={
+                OURS: ours,
+                "raw per-message actor calls": raw_calls,
+                "ray.util.queue.Queue": ray_queue,
+                "multiprocessing.Queue": mp_queue,
+            },
+            rounds=3 if quick else 10,
+        )
+    finally:
+        for command in commands:
+            command.put(None)
+        for process in processes:
+            process.join(5)
+        for isolate in isolates:
+            isolate.kill()
+        port.close()
+        for actor in [sink, *producers]:
+            ray.kill(actor)
+        queue.shutdown()
+
+
+@contextmanager
+def throughput_one_sender(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """Small messages from one isolate to a main-isolate port."""
+    yield from _port_throughput(loop, quick, senders=1)
+
+
+@contextmanager
+def throughput_four_senders(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """Small messages from four isolates to one main-isolate port."""
+    yield from _port_throughput(loop, quick, senders=4)
+
+
+@contextmanager
+def crash_notice(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """From SIGKILL of an isolate's process to its exit listener firing.
+
+    The comparator is what raw Ray offers: a call kept pending on the actor,
+    failing with ``ActorDiedError``.
+    """
+    port: ReceivePort[Any] = ReceivePort("bench-crash")
+
+    def ours() -> float:
+        isolate = Isolate.spawn(entries.sender, port.send_port, on_exit=port.send_port).result()
+        _, pid = loop.run_until_complete(anext(port))
+        probe: ReceivePort[Any] = ReceivePort()
+        isolate.ping(probe.send_port)  # the exit listener is in place once this answers
+        loop.run_until_complete(anext(probe))
+        probe.close()
+        started = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        loop.run_until_complete(anext(port))
+        return (time.perf_counter() - started) * 1000
+
+    def raw() -> float:
+        actor = _actor(entries.RawWaiter).remote()
+        pid = ray.get(actor.pid.remote())
+        pending = actor.wait_forever.remote()
+        started = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        with suppress(ray.exceptions.RayActorError):
+            ray.get(pending)
+        return (time.perf_counter() - started) * 1000
+
+    try:
+        yield Figure(
+            "hard crash -> exit notice",
+            "ms",
+            higher_is_better=False,
+            contenders={OURS: ours, "raw pending call fails": raw},
+            rounds=2 if quick else 8,
+        )
+    finally:
+        port.close()
+
+
+CASES: list[Case] = [
+    run_round_trip,
+    ping_pong,
+    throughput_one_sender,
+    throughput_four_senders,
+    crash_notice,
+]
