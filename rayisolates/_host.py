@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import os
 import pickle
+import queue
 import sys
 import threading
 from collections.abc import Callable
@@ -88,8 +89,9 @@ class HostContext(Context):
         self.debug_name = debug_name
         self.supervisor = supervisor
         self.main_id = main_id
-        # The main isolate's pending poll: a future on the poll thread's loop.
-        self._main_poll: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+        # The main isolate's poll, blocked on the poll thread until answered.
+        self._poll_waiting = False
+        self._poll_answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._poll_lock = threading.Lock()
         self.outbox.set_handoff(main_id, self._hand_to_poll)
         self.pause_capability = pause
@@ -179,30 +181,28 @@ class HostContext(Context):
 
     # The main isolate's poll ------------------------------------------------
 
-    async def poll_main(self, acknowledged: bool) -> Any:
-        """Wait for the next batch for the main isolate and return it (``None``: ended).
+    def poll_main(self, acknowledged: bool) -> Any:
+        """Block until the next batch for the main isolate, and return it (``None``: ended).
 
-        Runs on the host's poll thread: a batch handed over is returned even
-        while the isolate's own loop is busy in a blocking call.
+        Runs on the host's poll thread and blocks it (not the isolate's
+        loop): a batch handed over is returned at once, even while the
+        isolate's own loop is busy in a blocking call.
         """
         if acknowledged:
             self.outbox.acknowledge(self.main_id)
-        if self._state != RUNNING and not self.outbox.busy_towards(self.main_id):
-            return None
-        loop = asyncio.get_running_loop()
-        poll: asyncio.Future[Any] = loop.create_future()
         with self._poll_lock:
-            self._main_poll = (loop, poll)
+            if self._state != RUNNING and not self.outbox.busy_towards(self.main_id):
+                return None
+            self._poll_waiting = True
         self.outbox.offer(self.main_id)
-        return await poll
+        return self._poll_answers.get()
 
     def _answer_poll(self, batch: Any) -> bool:
         with self._poll_lock:
-            pending, self._main_poll = self._main_poll, None
-        if pending is None:
-            return False
-        loop, poll = pending
-        loop.call_soon_threadsafe(_settle, poll, batch)
+            if not self._poll_waiting:
+                return False
+            self._poll_waiting = False
+        self._poll_answers.put(batch)
         return True
 
     def _hand_to_poll(self, sender: str, seq: int, items: list[Item]) -> bool:
@@ -243,11 +243,6 @@ class HostContext(Context):
             pass
         except Exception as error:
             self.uncaught(error)
-
-
-def _settle(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def _entry_call(request: Any, message: Any) -> Callable[[], Any]:
@@ -346,10 +341,10 @@ class IsolateHost:
         await self._context.deliver(sender, seq, items)
 
     @ray.method(concurrency_group="poll")  # type: ignore[untyped-decorator]
-    async def poll(self, acknowledged: bool) -> Any:
-        """The main isolate's long poll for what this isolate sends it."""
+    def poll(self, acknowledged: bool) -> Any:
+        """The main isolate's long poll for what this isolate sends it (blocks its thread)."""
         assert self._context is not None
-        return await self._context.poll_main(acknowledged)
+        return self._context.poll_main(acknowledged)
 
     async def lifetime(self) -> dict[str, Any]:
         """Returns how the isolate ended, once everything it sent is delivered."""
