@@ -1,63 +1,111 @@
-"""``rayisolates demo``: a short tour of isolates on a real Ray runtime."""
+"""``rayisolates demo``: the examples, run in order on one Ray runtime.
+
+Each example in ``examples/`` runs as the plain script it is, in its own
+process, joining the Ray runtime this command started (or ``--address``)
+through ``RAY_ADDRESS``.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import ast
+import itertools
 import os
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
-from ._errors import RemoteError
-from ._isolate import Isolate
-from ._run import compute
+import ray
+
 from ._runtime import init, shutdown
 
-__all__ = ["demo"]
+__all__ = ["EXAMPLES", "demo", "examples_folder"]
+
+EXAMPLES = [
+    "simple_worker_isolate.py",
+    "simple_isolate_closure.py",
+    "send_and_receive.py",
+    "long_running_isolate.py",
+    "ports_example.py",
+    "large_json.py",
+    "process_photos.py",
+    "cluster_ring.py",
+]
 
 
-def _fibonacci(n: int) -> int:
-    a, b = 0, 1
-    for _ in range(n):
-        a, b = b, a + b
-    return a
+def examples_folder() -> Path:
+    """The ``examples/`` folder of the source checkout this package runs from."""
+    for candidate in (Path(__file__).resolve().parents[1] / "examples", Path.cwd() / "examples"):
+        if (candidate / EXAMPLES[0]).is_file():
+            return candidate
+    raise FileNotFoundError(
+        "rayisolates demo runs the scripts in examples/ of a source checkout; "
+        "run it from the repository (make demo)"
+    )
 
 
-async def _fetch_later(value: str) -> str:
-    await asyncio.sleep(0.01)
-    return value.upper()
+def _summary(script: Path) -> str:
+    docstring = ast.get_docstring(ast.parse(script.read_text())) or script.stem
+    return docstring.splitlines()[0].replace("``", "")
 
 
-def _fail(reason: str) -> None:
-    raise ValueError(reason)
+def _spinner(name: str, stop: threading.Event) -> None:
+    started = time.perf_counter()
+    for frame in itertools.cycle("|/-\\"):
+        if stop.wait(0.1):
+            break
+        sys.stderr.write(f"\r  {frame} {name} {time.perf_counter() - started:4.1f} s")
+        sys.stderr.flush()
+    sys.stderr.write("\r" + " " * 60 + "\r")
 
 
-def _crash() -> None:
-    os._exit(1)
+def _run(script: Path, address: str) -> tuple[int, str, str, float]:
+    stop = threading.Event()
+    spinner = None
+    if sys.stderr.isatty():
+        spinner = threading.Thread(target=_spinner, args=(script.name, stop), daemon=True)
+        spinner.start()
+    started = time.perf_counter()
+    try:
+        finished = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=script.parent.parent,
+            env={**os.environ, "RAY_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        stop.set()
+        if spinner is not None:
+            spinner.join()
+    return finished.returncode, finished.stdout, finished.stderr, time.perf_counter() - started
 
 
 def demo(address: str | None = None) -> int:
-    """Run the tour; returns 0 when every step behaved as described."""
+    """Run every example; returns 0 when all succeeded, 1 at the first failure."""
+    folder = examples_folder()
     started = time.perf_counter()
-    print("Starting Ray" + (f" at {address}" if address else " (local)") + " ...", flush=True)
+    where = address or os.environ.get("RAY_ADDRESS")
+    print(f"Starting Ray {'at ' + where if where else 'locally'} ...", flush=True)
     init(address=address)
     try:
-        print(f"Ray ready in {time.perf_counter() - started:.1f} s")
-        print("Isolate.run(fibonacci, 90) ->", Isolate.run(_fibonacci, 90).result())
-        offset = 1000
-        print("closure                 ->", Isolate.run(lambda x: x + offset, 1).result())
-        print("async def               ->", Isolate.run(_fetch_later, "from an isolate").result())
-        print("compute(len, 'isolate') ->", compute(len, "isolate").result())
-        try:
-            Isolate.run(_fail, "raised in the isolate").result()
-        except ValueError as error:
-            print(f"errors keep their type  -> ValueError({error})")
-        try:
-            Isolate.run(_crash).result()
-        except RemoteError as error:
-            print(f"a crashed worker        -> RemoteError({error})")
-        futures = [Isolate.run(_fibonacci, n) for n in range(50)]
-        total = sum(future.result() for future in futures)
-        print(f"50 concurrent runs      -> sum of fibonacci(0..49) = {total}")
+        gcs = ray.get_runtime_context().gcs_address
+        print(f"Ray ready in {time.perf_counter() - started:.1f} s\n", flush=True)
+        for number, name in enumerate(EXAMPLES, 1):
+            script = folder / name
+            print(f"[{number}/{len(EXAMPLES)}] {name}: {_summary(script)}", flush=True)
+            status, out, err, seconds = _run(script, gcs)
+            for line in out.splitlines():
+                print(f"    {line}")
+            if status != 0:
+                print(f"    FAILED (exit status {status}):", file=sys.stderr)
+                for line in err.strip().splitlines()[-15:]:
+                    print(f"    {line}", file=sys.stderr)
+                return 1
+            print(f"    ({seconds:.1f} s)\n", flush=True)
     finally:
         shutdown()
-    print(f"Demo finished in {time.perf_counter() - started:.1f} s")
+    print(f"All {len(EXAMPLES)} examples ran in {time.perf_counter() - started:.1f} s")
     return 0

@@ -15,12 +15,15 @@ def cli(*arguments: str) -> str:
     return run_python(code, timeout=150)
 
 
-def test_demo_runs_on_the_running_cluster(ray_runtime: dict[str, str]) -> None:
+def test_demo_runs_every_example_on_the_running_cluster(ray_runtime: dict[str, str]) -> None:
+    from rayisolates._demo import EXAMPLES
+
     output = cli("demo", "--address", ray_runtime["gcs_address"])
-    assert "Isolate.run(fibonacci, 90) -> 2880067194370816120" in output
-    assert "errors keep their type  -> ValueError(raised in the isolate)" in output
-    assert "Computation ended without result" in output
-    assert "Demo finished" in output
+    for number, name in enumerate(EXAMPLES, 1):
+        assert f"[{number}/{len(EXAMPLES)}] {name}: " in output
+    assert "Number of JSON keys: 7" in output
+    assert "Received 5000 photos" in output
+    assert f"All {len(EXAMPLES)} examples ran" in output
 
 
 def test_bench_quick_reports_ratios(ray_runtime: dict[str, str], tmp_path: Path) -> None:
