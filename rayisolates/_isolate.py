@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, NoReturn, TypeVar, overload
 
@@ -138,104 +137,8 @@ class Isolate:
         """
         return _run.run(fn, *args, debug_name=debug_name, **options)
 
-    @staticmethod
-    def spawn(
-        entry_point: Callable[[Any], Any],
-        message: Any,
-        *,
-        paused: bool = False,
-        errors_are_fatal: bool = True,
-        on_exit: SendPort[Any] | None = None,
-        on_error: SendPort[Any] | None = None,
-        debug_name: str | None = None,
-        **options: Any,
-    ) -> IsolateFuture[Isolate]:
-        """Start a long-lived isolate running ``entry_point(message)``.
-
-        The isolate is a Ray actor with its own event loop; ``entry_point`` (a
-        plain function or ``async def``) runs there. The isolate lives while
-        its entry point runs or it has an open receive port, then exits by
-        itself. The future completes once the isolate has started.
-
-        Args:
-            entry_point: Called with ``message`` in the new isolate; must be
-                picklable (module-level functions travel by reference).
-            message: Usually a ``SendPort`` to talk back on; copied as by send.
-            paused: Start paused: the entry point runs after
-                ``isolate.resume(isolate.pause_capability)``.
-            errors_are_fatal: Whether an uncaught error ends the isolate.
-            on_exit: Receives ``None`` when the isolate ends, however it ends.
-            on_error: Receives ``[str(error), stack]`` for each uncaught error.
-            debug_name: Names the isolate in Ray's state API, dashboard and logs.
-            **options: Ray actor options (``num_cpus`` (default 0),
-                ``num_gpus``, ``memory``, ``resources``,
-                ``scheduling_strategy``, ``runtime_env``, ...).
-
-        Returns:
-            An :class:`IsolateFuture` of the new :class:`Isolate`.
-
-        Raises:
-            IsolateSpawnException: The entry point is not callable or cannot
-                be sent, or the message cannot be sent (raised here); or the
-                isolate could not start (raised by the future). The cause is
-                chained.
-            TypeError: An option is unknown.
-
-        Differences from Dart: returns an :class:`IsolateFuture` (``await`` it,
-        or ``.result()``); ``options`` place the isolate on a Ray cluster. An
-        isolate reserves no CPU unless ``num_cpus`` is given.
-        """
-        return _spawn.spawn(
-            entry_point,
-            message,
-            paused=paused,
-            errors_are_fatal=errors_are_fatal,
-            on_exit=on_exit,
-            on_error=on_error,
-            debug_name=debug_name,
-            **options,
-        )
-
-    @staticmethod
-    def spawn_uri(
-        uri: str | os.PathLike[str],
-        args: list[str] | None,
-        message: Any,
-        *,
-        paused: bool = False,
-        errors_are_fatal: bool = True,
-        on_exit: SendPort[Any] | None = None,
-        on_error: SendPort[Any] | None = None,
-        debug_name: str | None = None,
-        **options: Any,
-    ) -> IsolateFuture[Isolate]:
-        """Start an isolate running a function found by name, as Dart's ``spawnUri``.
-
-        Args:
-            uri: ``"package.module:function"`` (``:main`` if no function is
-                named), or a path to a ``.py`` file whose ``main`` runs (read
-                where the isolate runs: on a cluster, a path every node has).
-            args: Passed to ``main`` if it takes one or two parameters.
-            message: Passed to ``main`` if it takes two parameters.
-
-        The other arguments are those of :meth:`spawn`. ``main`` is called
-        with ``()``, ``(args)`` or ``(args, message)`` as its parameters allow.
-
-        Raises:
-            IsolateSpawnException: The module, file or function is missing or
-                not callable, or the message cannot be sent.
-        """
-        return _spawn.spawn_uri(
-            uri,
-            args,
-            message,
-            paused=paused,
-            errors_are_fatal=errors_are_fatal,
-            on_exit=on_exit,
-            on_error=on_error,
-            debug_name=debug_name,
-            **options,
-        )
+    spawn = staticmethod(_spawn.spawn)
+    spawn_uri = staticmethod(_spawn.spawn_uri)
 
     @staticmethod
     def current() -> Isolate:

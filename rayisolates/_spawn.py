@@ -59,6 +59,37 @@ def _submit(request: SpawnRequest) -> IsolateFuture[Isolate]:
     return IsolateFuture(reference, what=f"spawning {name}", force_cancel=False)
 
 
+def _spawn(
+    action: str,
+    entry: bytes | None,
+    uri: str | None,
+    args: list[str] | None,
+    message: Any,
+    paused: bool,
+    errors_are_fatal: bool,
+    on_exit: SendPort[Any] | None,
+    on_error: SendPort[Any] | None,
+    debug_name: str | None,
+    options: dict[str, Any],
+) -> IsolateFuture[Isolate]:
+    _check_options(options, action)
+    _check_port(on_exit, "on_exit", action)
+    _check_port(on_error, "on_error", action)
+    request = SpawnRequest(
+        entry=entry,
+        uri=uri,
+        args=args,
+        message=_encoded_message(message, action),
+        paused=paused,
+        errors_are_fatal=errors_are_fatal,
+        on_exit=on_exit,
+        on_error=on_error,
+        debug_name=debug_name,
+        options=options,
+    )
+    return _submit(request)
+
+
 def spawn(
     entry_point: Callable[[Any], Any],
     message: Any,
@@ -70,11 +101,42 @@ def spawn(
     debug_name: str | None = None,
     **options: Any,
 ) -> IsolateFuture[Isolate]:
-    """Check and encode a spawn, then ask the supervisor to start it."""
+    """Start a long-lived isolate running ``entry_point(message)``.
+
+    The isolate is a Ray actor with its own event loop; ``entry_point`` (a
+    plain function or ``async def``) runs there. The isolate lives while
+    its entry point runs or it has an open receive port, then exits by
+    itself. The future completes once the isolate has started.
+
+    Args:
+        entry_point: Called with ``message`` in the new isolate; must be
+            picklable (module-level functions travel by reference).
+        message: Usually a ``SendPort`` to talk back on; copied as by send.
+        paused: Start paused: the entry point runs after
+            ``isolate.resume(isolate.pause_capability)``.
+        errors_are_fatal: Whether an uncaught error ends the isolate.
+        on_exit: Receives ``None`` when the isolate ends, however it ends.
+        on_error: Receives ``[str(error), stack]`` for each uncaught error.
+        debug_name: Names the isolate in Ray's state API, dashboard and logs.
+        **options: Ray actor options (``num_cpus`` (default 0),
+            ``num_gpus``, ``memory``, ``resources``,
+            ``scheduling_strategy``, ``runtime_env``, ...).
+
+    Returns:
+        An :class:`IsolateFuture` of the new :class:`Isolate`.
+
+    Raises:
+        IsolateSpawnException: The entry point is not callable or cannot
+            be sent, or the message cannot be sent (raised here); or the
+            isolate could not start (raised by the future). The cause is
+            chained.
+        TypeError: An option is unknown.
+
+    Differences from Dart: returns an :class:`IsolateFuture` (``await`` it,
+    or ``.result()``); ``options`` place the isolate on a Ray cluster. An
+    isolate reserves no CPU unless ``num_cpus`` is given.
+    """
     action = "Isolate.spawn()"
-    _check_options(options, action)
-    _check_port(on_exit, "on_exit", action)
-    _check_port(on_error, "on_error", action)
     if not callable(entry_point):
         raise IsolateSpawnException(f"{action}: the entry point {entry_point!r} is not callable")
     try:
@@ -83,19 +145,19 @@ def spawn(
         raise IsolateSpawnException(
             f"{action}: the entry point {entry_point!r} cannot be sent to a new isolate: {error}"
         ) from error
-    request = SpawnRequest(
-        entry=entry,
-        uri=None,
-        args=None,
-        message=_encoded_message(message, action),
-        paused=paused,
-        errors_are_fatal=errors_are_fatal,
-        on_exit=on_exit,
-        on_error=on_error,
-        debug_name=debug_name,
-        options=options,
+    return _spawn(
+        action,
+        entry,
+        None,
+        None,
+        message,
+        paused,
+        errors_are_fatal,
+        on_exit,
+        on_error,
+        debug_name,
+        options,
     )
-    return _submit(request)
 
 
 def spawn_uri(
@@ -110,11 +172,23 @@ def spawn_uri(
     debug_name: str | None = None,
     **options: Any,
 ) -> IsolateFuture[Isolate]:
-    """Check and encode a spawn by name, then ask the supervisor to start it."""
+    """Start an isolate running a function found by name, as Dart's ``spawnUri``.
+
+    Args:
+        uri: ``"package.module:function"`` (``:main`` if no function is
+            named), or a path to a ``.py`` file whose ``main`` runs (read
+            where the isolate runs: on a cluster, a path every node has).
+        args: Passed to ``main`` if it takes one or two parameters.
+        message: Passed to ``main`` if it takes two parameters.
+
+    The other arguments are those of :meth:`spawn`. ``main`` is called
+    with ``()``, ``(args)`` or ``(args, message)`` as its parameters allow.
+
+    Raises:
+        IsolateSpawnException: The module, file or function is missing or
+            not callable, or the message cannot be sent.
+    """
     action = "Isolate.spawn_uri()"
-    _check_options(options, action)
-    _check_port(on_exit, "on_exit", action)
-    _check_port(on_error, "on_error", action)
     text = os.fspath(uri)
     if text.endswith(".py"):
         path = Path(text)
@@ -127,16 +201,16 @@ def spawn_uri(
         )
     if args is not None and not all(isinstance(arg, str) for arg in args):
         raise TypeError(f"{action}: args must be a list of str, got {args!r}")
-    request = SpawnRequest(
-        entry=None,
-        uri=text,
-        args=list(args) if args is not None else None,
-        message=_encoded_message(message, action),
-        paused=paused,
-        errors_are_fatal=errors_are_fatal,
-        on_exit=on_exit,
-        on_error=on_error,
-        debug_name=debug_name,
-        options=options,
+    return _spawn(
+        action,
+        None,
+        text,
+        list(args) if args is not None else None,
+        message,
+        paused,
+        errors_are_fatal,
+        on_exit,
+        on_error,
+        debug_name,
+        options,
     )
-    return _submit(request)

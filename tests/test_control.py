@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -277,12 +277,10 @@ def test_current_isolate_reports_its_debug_name() -> None:
     assert Isolate.current().debug_name == "main"
 
 
-async def _ping_main() -> Any:
-    with ReceivePort[Any]() as port:
-        Isolate.current().ping(port.send_port, ("main", "pong"))
-        return await anext(port)
-
-
 def test_the_main_isolate_answers_ping() -> None:
-    main: Callable[[], Awaitable[Any]] = _ping_main
+    async def main() -> Any:
+        with ReceivePort[Any]() as port:
+            Isolate.current().ping(port.send_port, ("main", "pong"))
+            return await anext(port)
+
     assert run(main()) == ("main", "pong")
