@@ -27,6 +27,7 @@ from ray import cloudpickle
 from ray.actor import ActorHandle
 
 from ._sendable import unsendable_part
+from ._stored import recall
 
 __all__ = ["INLINE", "LARGE_BYTES", "PICKLED", "STORED", "Item", "check_sendable", "encode"]
 
@@ -127,6 +128,9 @@ def encode(message: Any, action: str = "SendPort.send()") -> tuple[int, Any, lis
     kind = type(message)
     if kind in _INLINE_TYPES or (kind in _INLINE_SIZED and len(message) < LARGE_BYTES):
         return INLINE, message, None
+    stored = recall(message)
+    if stored is not None:  # already in the object store: pass it on, no copy
+        return STORED, stored, None
     buffers: list[pickle.PickleBuffer] = []
     try:
         data, refs = _pickle(message, buffers)

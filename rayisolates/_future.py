@@ -11,6 +11,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from ._errors import from_ray
+from ._stored import remember
 
 __all__ = ["IsolateFuture"]
 
@@ -58,6 +59,7 @@ class IsolateFuture(Generic[R]):
         except ray_errors.RayError as error:
             failure = from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
         else:
+            remember(value, self._ref)
             return value
         raise failure  # outside the except block: no Ray error chained as context
 
@@ -72,6 +74,7 @@ class IsolateFuture(Generic[R]):
         except ray_errors.RayError as error:
             failure = from_ray(error, cancelled=asyncio.CancelledError, what=self._what)
         else:
+            remember(value, self._ref)
             return value
         raise failure  # outside the except block: no Ray error chained as context
 

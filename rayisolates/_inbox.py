@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from ._codec import INLINE, PICKLED, STORED, Item, decode_pickled
+from ._stored import remember
 
 __all__ = ["Inbox", "Message", "decode", "decode_now", "needs_fetch"]
 
@@ -52,7 +53,10 @@ async def decode(items: list[Item]) -> list[Message]:
         for ref in refs
         if isinstance(ref, ray.ObjectRef)
     ]
-    fetched = iter(await asyncio.gather(*stored)) if stored else iter(())
+    values = await asyncio.gather(*stored) if stored else []
+    for ref, value in zip(stored, values, strict=True):
+        remember(value, ref)
+    fetched = iter(values)
     if nested:
         await asyncio.gather(*nested)  # local before the (synchronous) unpickling below
     messages: list[Message] = []

@@ -1,28 +1,63 @@
-"""One small real Ray runtime for the whole test session.
+"""One small real Ray cluster for the whole test session: a head and two worker nodes.
 
-Tests live in the package ``tests`` and pytest runs from the repository root,
-which Ray puts on every local worker's ``sys.path``: functions defined in test
-modules are imported by reference in the workers, as user code would be.
+All on this machine (``ray.cluster_utils.Cluster``): single-node tests run on
+it as on any Ray; multi-node tests place work with the nodes' resources
+(``node_head``, ``node_a``, ``node_b``). Tests live in the package ``tests``
+and pytest runs from the repository root, which Ray puts on every local
+worker's ``sys.path``: functions defined in test modules are imported by
+reference in the workers, as user code would be.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import ray
+from ray.cluster_utils import Cluster
 
 import rayisolates
 
-OBJECT_STORE_BYTES = 600 * 1024 * 1024
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The session's Ray nodes: the head (2 CPUs) and workers ``a`` and ``b`` (1 CPU each)."""
+    os.environ.pop("RAY_ADDRESS", None)
+    # A temp dir of our own keeps this cluster out of /tmp/ray/ray_current_cluster,
+    # where a plain ray.init() elsewhere on the machine would find and join it.
+    temp_dir = tempfile.mkdtemp(prefix="ri-", dir="/tmp")
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "resources": {"test_slot": 4, "node_head": 1000},
+            "object_store_memory": 700 * MB,
+            "temp_dir": temp_dir,
+        },
+    )
+    for name in ("a", "b"):
+        cluster.add_node(num_cpus=1, resources={f"node_{name}": 1000}, object_store_memory=400 * MB)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def ray_runtime() -> Iterator[dict[str, object]]:
-    """The session's Ray: 2 CPUs, a small object store, started once."""
-    os.environ.pop("RAY_ADDRESS", None)
-    rayisolates.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, resources={"test_slot": 4})
+def ray_runtime(cluster: Cluster) -> Iterator[dict[str, Any]]:
+    """The driver's connection to the session cluster, and facts tests compare against."""
+    rayisolates.init(address=cluster.address)
     context = ray.get_runtime_context()
-    yield {"gcs_address": context.gcs_address, "node_id": context.get_node_id()}
+    nodes = {}
+    for node in ray.nodes():
+        for name in ("head", "a", "b"):
+            if f"node_{name}" in node["Resources"]:
+                nodes[name] = node["NodeID"]
+    yield {"gcs_address": context.gcs_address, "node_id": context.get_node_id(), "nodes": nodes}
     rayisolates.shutdown()

@@ -184,3 +184,34 @@ def busy_with_progress(job: tuple[SendPort[Any], str]) -> None:
         reply.send(("progress", step))
         step += 1
         time.sleep(0.05)
+
+
+async def array_inspector(job: tuple[SendPort[Any], SendPort[Any] | None]) -> None:
+    """Receive one array; report where and how it arrived; pass it on if asked."""
+    from rayisolates._stored import recall
+
+    from .support import in_object_store
+
+    reply, forward = job
+    port: ReceivePort[Any] = ReceivePort("inspector")
+    reply.send(port.send_port)
+    array = await anext(port)
+    port.close()
+    ref = recall(array)
+    reply.send(
+        {
+            "node": ray.get_runtime_context().get_node_id(),
+            "sum": int(array.sum()),
+            "read_only": not array.flags.writeable,
+            "in_store": in_object_store(array),
+            "ref": ref.hex() if ref is not None else None,
+        }
+    )
+    if forward is not None:
+        forward.send(array)
+
+
+def exit_with_array_and_node(job: tuple[SendPort[Any], int]) -> None:
+    """Hand a large array and our node over with Isolate.exit."""
+    reply, count = job
+    Isolate.exit(reply, (ray.get_runtime_context().get_node_id(), np.ones(count, dtype=np.int64)))

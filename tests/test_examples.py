@@ -13,7 +13,7 @@ from examples.typicode_server import COUNTS, TypicodeServer
 from .support import ROOT, run, run_python
 
 
-def run_example(name: str, ray_runtime: dict[str, str], *arguments: str) -> str:
+def run_example(name: str, ray_runtime: dict[str, Any], *arguments: str) -> str:
     code = (
         "import runpy, sys; "
         f"sys.argv = [{name!r}, *{list(arguments)!r}]; "
@@ -64,10 +64,11 @@ def test_process_photos_reads_results_without_copies(ray_runtime: dict[str, str]
     assert re.search(r"Throughput: [\d.]+ photos/s", output)
 
 
-def test_cluster_ring_on_one_node(ray_runtime: dict[str, str]) -> None:
+def test_cluster_ring_spreads_over_every_node(ray_runtime: dict[str, Any]) -> None:
     output = run_example("cluster_ring.py", ray_runtime)
-    assert output.count(f"runs on node {ray_runtime['node_id'][:12]}") == 3
-    assert "3 laps (9 hops) round 3 isolates on 1 node(s)" in output
+    for node in ray_runtime["nodes"].values():
+        assert output.count(f"runs on node {node[:12]}") == 1, output
+    assert "3 laps (9 hops) round 3 isolates on 3 node(s)" in output
 
 
 def test_examples_folder_is_where_the_demo_looks() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 import rayisolates
@@ -19,8 +23,16 @@ assert not ray.is_initialized()
 """
 
 
-def test_first_use_starts_a_local_ray(ray_runtime: dict[str, str]) -> None:
-    node = run_python(PROBE).strip().splitlines()[-1]
+def test_first_use_starts_a_local_ray(ray_runtime: dict[str, str], tmp_path: Path) -> None:
+    # Ray's own rule: a plain ray.init() joins the cluster `ray start` last
+    # started on this machine (the session's, here). A temp dir of its own
+    # hides that cluster, as on a machine where none runs.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ri-", dir="/tmp"))
+    try:
+        output = run_python(PROBE, env={"RAY_TMPDIR": str(ray_tmp)})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    node = output.strip().splitlines()[-1]
     assert len(node) == 56
     assert node != ray_runtime["node_id"]
 
