@@ -15,10 +15,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._bench_cases import CASES, OURS, Figure
+from ._bench_data import exit_large_array, port_large_array, run_over_large_array
+from ._bench_figure import OURS, Figure
+from ._bench_ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
+from ._bench_run import idle_memory, run_round_trip, run_throughput, spawn_first_message
 from ._runtime import init, shutdown
 
-__all__ = ["bench"]
+__all__ = ["CASES", "bench"]
+
+# Each case: a context manager (loop, quick) -> Figure, see _bench_figure.
+CASES = [
+    run_round_trip,
+    run_throughput,
+    spawn_first_message,
+    ping_pong,
+    throughput_one_sender,
+    throughput_four_senders,
+    crash_notice,
+    run_over_large_array,
+    exit_large_array,
+    port_large_array,
+    idle_memory,
+]
+ISOLATE_POOL = 2
 
 
 @dataclass(slots=True)
@@ -89,13 +108,57 @@ def _table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def bench(quick: bool = False, json_path: str | None = None, address: str | None = None) -> int:
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit(
+            "rayisolates bench --plot needs matplotlib: pip install 'rayisolates[bench]'"
+        ) from None
+    return plt
+
+
+def _plot(results: Sequence[Result], path: str) -> None:
+    """A bar per (figure, comparator): how many times better rayisolates is."""
+    plt = _pyplot()
+    labels, ratios = [], []
+    for result in results:
+        for name, ratio in result.ratios.items():
+            labels.append(f"{result.name}\nvs {name}")
+            ratios.append(ratio)
+    figure, axes = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
+    colors = ["#2a9d4b" if ratio >= 1 else "#c0392b" for ratio in ratios]
+    axes.barh(range(len(labels)), ratios, color=colors)
+    axes.set_yticks(range(len(labels)), labels, fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.axvline(1, color="black", linewidth=1)
+    axes.set_xlabel("times better than the comparator (log scale; > 1: rayisolates wins)")
+    axes.set_title("rayisolates bench: medians, measured interleaved in one run")
+    for index, ratio in enumerate(ratios):
+        axes.text(ratio, index, f" {ratio:.2g}x", va="center", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def bench(
+    quick: bool = False,
+    json_path: str | None = None,
+    address: str | None = None,
+    plot_path: str | None = None,
+) -> int:
     """Measure every figure and print the table; returns the exit status.
 
     Ratios read "how many times better rayisolates is": above 1 it wins,
     below 1 the comparator does.
     """
-    init(address=address)
+    if plot_path:
+        _pyplot()  # fail before measuring, not after, if matplotlib is missing
+    init(address=address, isolate_pool=ISOLATE_POOL)
     loop = asyncio.new_event_loop()
     results = []
     try:
@@ -114,4 +177,6 @@ def bench(quick: bool = False, json_path: str | None = None, address: str | None
         ]
         with open(json_path, "w") as out:
             json.dump(payload, out, indent=2)
+    if plot_path:
+        _plot(results, plot_path)
     return 0

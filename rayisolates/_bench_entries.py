@@ -94,3 +94,104 @@ def mp_producer(commands: Any, data: Any) -> None:
             return
         for i in range(count):
             data.put(i)
+
+
+def resident_megabytes() -> float:
+    """This process's resident memory (Linux /proc), in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def hello(reply: SendPort[Any]) -> None:
+    """Send one message and end: spawn-to-first-message."""
+    reply.send("hello")
+
+
+async def idle(reply: SendPort[Any]) -> None:
+    """Wait idle; answer each request with our resident memory; ``None`` ends."""
+    port: ReceivePort[Any] = ReceivePort("bench-idle")
+    reply.send(port.send_port)
+    async for request in port:
+        if request is None:
+            break
+        reply.send(resident_megabytes())
+    port.close()
+
+
+@ray.remote(num_cpus=0)
+class RawIdle:
+    """An idle raw actor: first call and resident memory."""
+
+    def hello(self) -> str:
+        return "hello"
+
+    def resident_megabytes(self) -> float:
+        return resident_megabytes()
+
+
+def total(array: Any) -> float:
+    """Sum an array (the work done on large data)."""
+    return float(array.sum())
+
+
+def nbytes(array: Any) -> int:
+    """Acknowledge an array without touching its data."""
+    return int(array.nbytes)
+
+
+_prepared: Any = None
+
+
+def prepare(count: int) -> None:
+    """ProcessPoolExecutor initializer: an array to hand back later."""
+    import numpy as np
+
+    global _prepared
+    _prepared = np.ones(count, dtype=np.int64)
+
+
+def give() -> Any:
+    """Hand back the array ``prepare`` made."""
+    return _prepared
+
+
+async def exit_when_told(job: tuple[SendPort[Any], int]) -> None:
+    """Make an array, send our port, and on any message exit with the array."""
+    import numpy as np
+
+    reply, count = job
+    array = np.ones(count, dtype=np.int64)
+    port: ReceivePort[Any] = ReceivePort("bench-exit")
+    reply.send(port.send_port)
+    await anext(port)
+    Isolate.exit(reply, array)
+
+
+async def acknowledge_arrays(reply: SendPort[Any]) -> None:
+    """Send our port; answer each array received with its size in bytes."""
+    port: ReceivePort[Any] = ReceivePort("bench-arrays")
+    reply.send(port.send_port)
+    async for array in port:
+        if array is None:
+            break
+        reply.send(int(array.nbytes))
+    port.close()
+
+
+@ray.remote(num_cpus=0)
+class RawArrays:
+    """The raw-Ray comparator for large data: an actor holding or taking arrays."""
+
+    def prepare(self, count: int) -> None:
+        import numpy as np
+
+        self.array = np.ones(count, dtype=np.int64)
+
+    def give(self) -> Any:
+        return self.array
+
+    def take(self, array: Any) -> int:
+        return int(array.nbytes)

@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure rayisolates next to raw Ray and others")
     bench.add_argument("--quick", action="store_true", help="a short run, for smoke tests")
     bench.add_argument("--json", metavar="FILE", help="also write the raw readings to FILE")
+    bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
     bench.add_argument("--address", help="Ray cluster to measure on (default: a local Ray)")
     return parser
 
@@ -34,5 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "bench":
         from ._bench import bench
 
-        return bench(quick=arguments.quick, json_path=arguments.json, address=arguments.address)
+        return bench(
+            quick=arguments.quick,
+            json_path=arguments.json,
+            address=arguments.address,
+            plot_path=arguments.plot,
+        )
     raise AssertionError(f"unhandled command {arguments.command!r}")

@@ -304,6 +304,8 @@ class IsolateHost:
         self, request: Any, main_id: str, pause: Capability, terminate: Capability
     ) -> dict[str, Any]:
         """Load the entry point and run it (unless paused); report where the isolate runs."""
+        if request.debug_name is not None:  # a host from the pool is named only now
+            self._debug_name = request.debug_name
         context = HostContext(
             self._isolate_id,
             self._debug_name,

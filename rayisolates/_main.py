@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ._context import Context
+from ._context import Context, forget
 from ._inbox import Message, decode, decode_now, needs_fetch
 from ._loop import BackgroundLoop
+from ._runtime import settings
 from ._supervisor import Supervisor, supervisor_name
 
 if TYPE_CHECKING:
@@ -51,8 +52,10 @@ class MainContext(Context):
                     runtime.get_node_id(), soft=False
                 ),
             )
-            .remote(main_id)
+            .remote(main_id, settings["isolate_pool"])
         )
+        if settings["isolate_pool"]:
+            forget(supervisor.fill_pool.remote())
         self._polls: set[str] = set()
         self._receiving = threading.RLock()  # polls dispatch from Ray's callback thread
         super().__init__(main_id, supervisor, self._background.loop)

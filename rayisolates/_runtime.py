@@ -9,14 +9,15 @@ from typing import Any
 
 import ray
 
-__all__ = ["ensure_started", "init", "on_shutdown", "shutdown"]
+__all__ = ["ensure_started", "init", "on_shutdown", "settings", "shutdown"]
 
 _lock = threading.RLock()
 _started_here = False
 _shutdown_hooks: list[Callable[[], None]] = []
+settings: dict[str, Any] = {"isolate_pool": 0}  # what init() was asked for beyond Ray
 
 
-def init(address: str | None = None, **ray_init_kwargs: Any) -> None:
+def init(address: str | None = None, *, isolate_pool: int = 0, **ray_init_kwargs: Any) -> None:
     """Connect this process to Ray: start a local runtime or join a cluster.
 
     Without ``address`` (and without ``RAY_ADDRESS`` in the environment) a
@@ -27,6 +28,10 @@ def init(address: str | None = None, **ray_init_kwargs: Any) -> None:
     Args:
         address: A Ray cluster address (``"host:6379"``, ``"auto"``,
             ``"ray://..."``), or ``None``.
+        isolate_pool: How many isolate hosts (Ray actors) to keep started
+            and idle, so that ``Isolate.spawn`` without Ray options takes one
+            at once instead of waiting for a new actor; each uses a worker
+            process's memory while idle.
         **ray_init_kwargs: Passed to ``ray.init`` (``num_cpus``,
             ``object_store_memory``, ``runtime_env``, ...). Ray's own log
             output is kept at ``logging.ERROR`` unless ``logging_level`` is
@@ -36,6 +41,8 @@ def init(address: str | None = None, **ray_init_kwargs: Any) -> None:
         RuntimeError: Ray is already initialized in this process; call
             :func:`shutdown` first.
     """
+    if isolate_pool < 0:
+        raise ValueError(f"rayisolates.init(): isolate_pool must be 0 or more, got {isolate_pool}")
     with _lock:
         if ray.is_initialized():
             raise RuntimeError(
@@ -43,6 +50,7 @@ def init(address: str | None = None, **ray_init_kwargs: Any) -> None:
                 "call rayisolates.shutdown() first to connect elsewhere"
             )
         _start(address, ray_init_kwargs)
+        settings["isolate_pool"] = isolate_pool
 
 
 def ensure_started() -> None:
@@ -79,6 +87,7 @@ def shutdown() -> None:
         hooks, _shutdown_hooks[:] = list(_shutdown_hooks), []
         for hook in reversed(hooks):
             hook()
+        settings["isolate_pool"] = 0
         if _started_here:
             _started_here = False
             ray.shutdown()

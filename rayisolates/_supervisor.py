@@ -69,8 +69,11 @@ class _Record:
 class Supervisor:
     """The actor class (wrapped with ``ray.remote`` where it is started)."""
 
-    def __init__(self, main_id: str) -> None:
+    def __init__(self, main_id: str, pool_size: int = 0) -> None:
         self._main_id = main_id
+        self._pool_size = pool_size
+        self._idle: list[tuple[Any, str]] = []  # started hosts waiting for a spawn
+        self._filling = 0
         self._batches: list[tuple[str, int, list[Item]]] = []
         self._end = 0  # batches ever queued for the driver
         self._ack_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -149,10 +152,14 @@ class Supervisor:
         from ._host import IsolateHost, host_options
         from ._isolate import Isolate
 
-        isolate_id = f"isolate-{uuid.uuid4().hex}"
-        me = ray.get_runtime_context().current_actor
-        options = host_options(request.options)
-        host = _create_named(IsolateHost, options, request.debug_name, isolate_id, me)
+        if not request.options and self._idle:
+            host, isolate_id = self._idle.pop()
+            asyncio.get_running_loop().create_task(self._refill())
+        else:
+            isolate_id = f"isolate-{uuid.uuid4().hex}"
+            me = ray.get_runtime_context().current_actor
+            options = host_options(request.options)
+            host = _create_named(IsolateHost, options, request.debug_name, isolate_id, me)
         record = _Record(host, request.debug_name, Capability())
         if request.on_exit is not None:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
@@ -173,6 +180,36 @@ class Supervisor:
         asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
         control: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
         return Isolate.spawned(control, pause, record.terminate, request.debug_name)
+
+    async def fill_pool(self) -> None:
+        """Start idle hosts until the pool is full."""
+        await asyncio.gather(
+            *(self._refill() for _ in range(self._pool_size - len(self._idle) - self._filling))
+        )
+
+    async def _refill(self) -> None:
+        """Start one idle host, if the pool is short of one.
+
+        Pooled hosts have no Ray actor name: an isolate spawned from the pool
+        shows its debug name in logs and ``Isolate.current()``, but not in
+        Ray's state API.
+        """
+        from ._host import IsolateHost, host_options
+
+        if len(self._idle) + self._filling >= self._pool_size:
+            return
+        self._filling += 1
+        try:
+            isolate_id = f"isolate-{uuid.uuid4().hex}"
+            me = ray.get_runtime_context().current_actor
+            host_class: Any = IsolateHost
+            host = host_class.options(**host_options({})).remote(None, isolate_id, me)
+            await host.__ray_ready__.remote()
+            self._idle.append((host, isolate_id))
+        except ray_errors.RayError:
+            pass  # the pool is an optimization: spawns create hosts as needed
+        finally:
+            self._filling -= 1
 
     async def _watch(self, isolate_id: str, record: _Record) -> None:
         info: dict[str, Any] | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .support import run_python
 
 CLI = "import sys; from rayisolates._cli import main; sys.exit(main(sys.argv[1:]))"
@@ -12,7 +14,7 @@ CLI = "import sys; from rayisolates._cli import main; sys.exit(main(sys.argv[1:]
 
 def cli(*arguments: str) -> str:
     code = f"import sys; sys.argv = ['rayisolates', *{list(arguments)!r}]; {CLI}"
-    return run_python(code, timeout=150)
+    return run_python(code, timeout=400)
 
 
 def test_demo_runs_every_example_on_the_running_cluster(ray_runtime: dict[str, str]) -> None:
@@ -26,22 +28,31 @@ def test_demo_runs_every_example_on_the_running_cluster(ray_runtime: dict[str, s
     assert f"All {len(EXAMPLES)} examples ran" in output
 
 
+@pytest.mark.timeout(450)
 def test_bench_quick_reports_ratios(ray_runtime: dict[str, str], tmp_path: Path) -> None:
-    report = tmp_path / "bench.json"
-    output = cli("bench", "--quick", "--json", str(report), "--address", ray_runtime["gcs_address"])
+    from rayisolates._bench import CASES
+
+    report, chart = tmp_path / "bench.json", tmp_path / "bench.png"
+    output = cli(
+        "bench",
+        "--quick",
+        "--json",
+        str(report),
+        "--plot",
+        str(chart),
+        "--address",
+        ray_runtime["gcs_address"],
+    )
     figures = json.loads(report.read_text())
-    names = [figure["name"] for figure in figures]
-    assert names == [
-        "Isolate.run no-op round trip",
-        "ping-pong main <-> isolate",
-        "port throughput, 1 isolate(s) -> main",
-        "port throughput, 4 isolate(s) -> main",
-        "hard crash -> exit notice",
-    ]
+    assert len(figures) == len(CASES)
     for figure in figures:
         assert figure["name"] in output
-        assert set(figure["ratios"]) == set(figure["readings"]) - {"rayisolates"}
+        assert figure["ratios"] and set(figure["ratios"]) == set(figure["readings"]) - {
+            "rayisolates"
+        }
         assert all(value > 0 for value in figure["medians"].values()), figure["name"]
+        assert all(len(values) >= 2 for values in figure["readings"].values())
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_module_entry_point_shows_help() -> None:

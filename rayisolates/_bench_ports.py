@@ -1,9 +1,4 @@
-"""The figures ``rayisolates bench`` measures, each next to what users would use instead.
-
-Every case is a context manager: it starts what it needs (isolates, raw
-actors, processes), yields a :class:`Figure` whose sample functions each
-take one reading, and cleans up after the rounds.
-"""
+"""Benchmarks of ports: ping-pong, small-message throughput, crash notice."""
 
 from __future__ import annotations
 
@@ -13,7 +8,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -21,70 +16,11 @@ import ray
 from ray.util.queue import Queue
 
 from . import _bench_entries as entries
+from ._bench_figure import OURS, Figure, actor
 from ._isolate import Isolate
 from ._ports import ReceivePort, SendPort
 
-__all__ = ["CASES", "OURS", "Figure"]
-
-OURS = "rayisolates"
-
-Case = Callable[[asyncio.AbstractEventLoop, bool], Any]
-
-
-class Figure:
-    """One thing measured: a sample function per contender, ``OURS`` first."""
-
-    def __init__(
-        self,
-        name: str,
-        unit: str,
-        higher_is_better: bool,
-        contenders: dict[str, Callable[[], float]],
-        rounds: int,
-    ) -> None:
-        self.name = name
-        self.unit = unit
-        self.higher_is_better = higher_is_better
-        self.contenders = contenders
-        self.rounds = rounds
-
-
-def _milliseconds(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return (time.perf_counter() - started) * 1000
-
-
-def _actor(actor_class: Any) -> Any:
-    """A ``@ray.remote`` class, typed loosely (Ray's stubs do not know ``.remote``)."""
-    return actor_class
-
-
-def _noop() -> None:
-    return None
-
-
-@contextmanager
-def run_round_trip(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
-    """``Isolate.run`` of a no-op, against the same no-op as a raw Ray task."""
-    raw_noop = ray.remote(max_retries=0)(_noop)
-
-    def ours() -> float:
-        return _milliseconds(lambda: Isolate.run(_noop).result())
-
-    def raw() -> float:
-        return _milliseconds(lambda: ray.get(raw_noop.remote()))
-
-    for _ in range(5):  # workers started, functions exported
-        ours()
-        raw()
-    yield Figure(
-        "Isolate.run no-op round trip",
-        "ms",
-        higher_is_better=False,
-        contenders={OURS: ours, "raw @ray.remote task": raw},
-        rounds=30 if quick else 300,
-    )
+__all__ = ["crash_notice", "ping_pong", "throughput_four_senders", "throughput_one_sender"]
 
 
 @contextmanager
@@ -93,7 +29,7 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     port: ReceivePort[Any] = ReceivePort("bench-ping-pong")
     isolate = Isolate.spawn(entries.echo, port.send_port).result()
     worker: SendPort[Any] = loop.run_until_complete(anext(port))
-    raw = _actor(entries.RawEcho).remote()
+    raw = actor(entries.RawEcho).remote()
     ray.get(raw.echo.remote(0))
     batch = 20
 
@@ -140,8 +76,8 @@ def _port_throughput(
     port: ReceivePort[Any] = ReceivePort("bench-throughput")
     isolates = [Isolate.spawn(entries.sender, port.send_port).result() for _ in range(senders)]
     workers = [loop.run_until_complete(anext(port))[0] for _ in range(senders)]
-    sink = _actor(entries.RawSink).remote()
-    producers = [_actor(entries.RawProducer).remote() for _ in range(senders)]
+    sink = actor(entries.RawSink).remote()
+    producers = [actor(entries.RawProducer).remote() for _ in range(senders)]
     queue = Queue()
     context = multiprocessing.get_context("spawn")
     commands = [context.Queue() for _ in range(senders)]
@@ -209,8 +145,8 @@ def _port_throughput(
         for isolate in isolates:
             isolate.kill()
         port.close()
-        for actor in [sink, *producers]:
-            ray.kill(actor)
+        for raw_actor in [sink, *producers]:
+            ray.kill(raw_actor)
         queue.shutdown()
 
 
@@ -248,9 +184,9 @@ def crash_notice(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figur
         return (time.perf_counter() - started) * 1000
 
     def raw() -> float:
-        actor = _actor(entries.RawWaiter).remote()
-        pid = ray.get(actor.pid.remote())
-        pending = actor.wait_forever.remote()
+        waiter = actor(entries.RawWaiter).remote()
+        pid = ray.get(waiter.pid.remote())
+        pending = waiter.wait_forever.remote()
         started = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
         with suppress(ray.exceptions.RayActorError):
@@ -267,12 +203,3 @@ def crash_notice(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figur
         )
     finally:
         port.close()
-
-
-CASES: list[Case] = [
-    run_round_trip,
-    ping_pong,
-    throughput_one_sender,
-    throughput_four_senders,
-    crash_notice,
-]

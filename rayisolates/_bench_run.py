@@ -1,0 +1,178 @@
+"""Benchmarks of running and spawning: Isolate.run, Isolate.spawn, an idle isolate's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+
+from . import _bench_entries as entries
+from ._bench_figure import OURS, Figure, actor, milliseconds
+from ._isolate import Isolate
+from ._ports import ReceivePort
+
+__all__ = ["idle_memory", "run_round_trip", "run_throughput", "spawn_first_message"]
+
+
+def _noop() -> None:
+    return None
+
+
+@contextmanager
+def _process_pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2)
+    try:
+        for future in [pool.submit(_noop) for _ in range(8)]:  # workers started
+            future.result()
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def run_round_trip(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """``Isolate.run`` of a no-op, against a raw Ray task and ProcessPoolExecutor."""
+    raw_noop = ray.remote(max_retries=0)(_noop)
+    with _process_pool() as pool:
+
+        def ours() -> float:
+            return milliseconds(lambda: Isolate.run(_noop).result())
+
+        def raw() -> float:
+            return milliseconds(lambda: ray.get(raw_noop.remote()))
+
+        def process_pool() -> float:
+            return milliseconds(lambda: pool.submit(_noop).result())
+
+        for _ in range(5):  # workers started, functions exported
+            ours()
+            raw()
+        yield Figure(
+            "Isolate.run no-op round trip",
+            "ms",
+            higher_is_better=False,
+            contenders={
+                OURS: ours,
+                "raw @ray.remote task": raw,
+                "ProcessPoolExecutor": process_pool,
+            },
+            rounds=30 if quick else 300,
+        )
+
+
+@contextmanager
+def run_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """1,000 concurrent no-op runs, against raw tasks and ProcessPoolExecutor."""
+    count = 200 if quick else 1000
+    raw_noop = ray.remote(max_retries=0)(_noop)
+    with _process_pool() as pool:
+
+        def ours() -> float:
+            started = time.perf_counter()
+            for future in [Isolate.run(_noop) for _ in range(count)]:
+                future.result()
+            return count / (time.perf_counter() - started)
+
+        def raw() -> float:
+            started = time.perf_counter()
+            ray.get([raw_noop.remote() for _ in range(count)])
+            return count / (time.perf_counter() - started)
+
+        def process_pool() -> float:
+            started = time.perf_counter()
+            for future in [pool.submit(_noop) for _ in range(count)]:
+                future.result()
+            return count / (time.perf_counter() - started)
+
+        ours()
+        raw()
+        yield Figure(
+            f"Isolate.run throughput, {count} concurrent",
+            "runs/s",
+            higher_is_better=True,
+            contenders={
+                OURS: ours,
+                "raw @ray.remote task": raw,
+                "ProcessPoolExecutor": process_pool,
+            },
+            rounds=3 if quick else 10,
+        )
+
+
+@contextmanager
+def spawn_first_message(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """Isolate.spawn to the first message from it, fresh and from the pool of init().
+
+    The comparator creates a raw Ray actor and calls it once. ``bench``
+    starts Ray with a small isolate pool; ``num_cpus=0``, a Ray option,
+    makes a spawn start a fresh actor instead.
+    """
+    port: ReceivePort[Any] = ReceivePort("bench-spawn")
+
+    async def spawn_and_hear(**options: Any) -> None:
+        await Isolate.spawn(entries.hello, port.send_port, **options)
+        await anext(port)
+
+    def fresh() -> float:
+        return milliseconds(lambda: loop.run_until_complete(spawn_and_hear(num_cpus=0)))
+
+    def pooled() -> float:
+        return milliseconds(lambda: loop.run_until_complete(spawn_and_hear()))
+
+    def raw() -> float:
+        started = time.perf_counter()
+        created = actor(entries.RawIdle).remote()
+        ray.get(created.hello.remote())
+        elapsed = (time.perf_counter() - started) * 1000
+        ray.kill(created)
+        return elapsed
+
+    try:
+        yield Figure(
+            "spawn to first message",
+            "ms",
+            higher_is_better=False,
+            contenders={
+                OURS: fresh,
+                f"{OURS} (isolate pool)": pooled,
+                "raw actor creation + first call": raw,
+            },
+            rounds=3 if quick else 12,
+        )
+    finally:
+        port.close()
+
+
+@contextmanager
+def idle_memory(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """Resident memory of an idle isolate, against an idle raw actor."""
+    port: ReceivePort[Any] = ReceivePort("bench-memory")
+    Isolate.spawn(entries.idle, port.send_port, num_cpus=0).result()
+    isolate = loop.run_until_complete(anext(port))
+    raw = actor(entries.RawIdle).remote()
+
+    def ours() -> float:
+        isolate.send("rss?")
+        return float(loop.run_until_complete(anext(port)))
+
+    def raw_actor() -> float:
+        return float(ray.get(raw.resident_megabytes.remote()))
+
+    try:
+        yield Figure(
+            "idle isolate resident memory",
+            "MB",
+            higher_is_better=False,
+            contenders={OURS: ours, "idle raw actor": raw_actor},
+            rounds=3,
+        )
+    finally:
+        isolate.send(None)
+        port.close()
+        ray.kill(raw)
