@@ -18,7 +18,13 @@ from typing import Any
 from ._bench_data import exit_large_array, port_large_array, run_over_large_array
 from ._bench_figure import OURS, Figure
 from ._bench_ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
-from ._bench_run import idle_memory, run_round_trip, run_throughput, spawn_first_message
+from ._bench_run import (
+    idle_memory,
+    run_round_trip,
+    run_throughput,
+    spawn_first_message,
+    spawn_from_pool,
+)
 from ._runtime import init, shutdown
 
 __all__ = ["CASES", "bench"]
@@ -28,6 +34,7 @@ CASES = [
     run_round_trip,
     run_throughput,
     spawn_first_message,
+    spawn_from_pool,
     ping_pong,
     throughput_one_sender,
     throughput_four_senders,

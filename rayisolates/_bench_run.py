@@ -17,7 +17,13 @@ from ._bench_figure import OURS, Figure, actor, milliseconds
 from ._isolate import Isolate
 from ._ports import ReceivePort
 
-__all__ = ["idle_memory", "run_round_trip", "run_throughput", "spawn_first_message"]
+__all__ = [
+    "idle_memory",
+    "run_round_trip",
+    "run_throughput",
+    "spawn_first_message",
+    "spawn_from_pool",
+]
 
 
 def _noop() -> None:
@@ -105,48 +111,49 @@ def run_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Fig
         )
 
 
-@contextmanager
-def spawn_first_message(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
-    """Isolate.spawn to the first message from it, fresh and from the pool of init().
+def _raw_actor_first_call() -> float:
+    started = time.perf_counter()
+    created = actor(entries.RawIdle).remote()
+    ray.get(created.hello.remote())
+    elapsed = (time.perf_counter() - started) * 1000
+    ray.kill(created)
+    return elapsed
 
-    The comparator creates a raw Ray actor and calls it once. ``bench``
-    starts Ray with a small isolate pool; ``num_cpus=0``, a Ray option,
-    makes a spawn start a fresh actor instead.
-    """
+
+def _spawn_case(loop: asyncio.AbstractEventLoop, quick: bool, pooled: bool) -> Iterator[Figure]:
     port: ReceivePort[Any] = ReceivePort("bench-spawn")
+    # Ray options bypass the isolate pool: num_cpus=0 (the default anyway) asks for a fresh actor.
+    options: dict[str, Any] = {} if pooled else {"num_cpus": 0}
 
-    async def spawn_and_hear(**options: Any) -> None:
+    async def spawn_and_hear() -> None:
         await Isolate.spawn(entries.hello, port.send_port, **options)
         await anext(port)
 
-    def fresh() -> float:
-        return milliseconds(lambda: loop.run_until_complete(spawn_and_hear(num_cpus=0)))
-
-    def pooled() -> float:
+    def ours() -> float:
         return milliseconds(lambda: loop.run_until_complete(spawn_and_hear()))
-
-    def raw() -> float:
-        started = time.perf_counter()
-        created = actor(entries.RawIdle).remote()
-        ray.get(created.hello.remote())
-        elapsed = (time.perf_counter() - started) * 1000
-        ray.kill(created)
-        return elapsed
 
     try:
         yield Figure(
-            "spawn to first message",
+            f"spawn to first message{', isolate pool' if pooled else ''}",
             "ms",
             higher_is_better=False,
-            contenders={
-                OURS: fresh,
-                f"{OURS} (isolate pool)": pooled,
-                "raw actor creation + first call": raw,
-            },
+            contenders={OURS: ours, "raw actor creation + first call": _raw_actor_first_call},
             rounds=3 if quick else 12,
         )
     finally:
         port.close()
+
+
+@contextmanager
+def spawn_first_message(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """Isolate.spawn to the first message from it, against a raw actor and its first call."""
+    yield from _spawn_case(loop, quick, pooled=False)
+
+
+@contextmanager
+def spawn_from_pool(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """The same with a started host taken from ``init(isolate_pool=...)``."""
+    yield from _spawn_case(loop, quick, pooled=True)
 
 
 @contextmanager

@@ -332,6 +332,10 @@ class IsolateHost:
         context.prepare(call, request.paused)
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
+    async def warm(self) -> None:
+        """For a pooled host: connect to the supervisor now rather than at first use."""
+        await self._supervisor.__ray_ready__.remote()
+
     async def release(self) -> None:
         """Run the entry point (after ``start`` has answered the spawner)."""
         assert self._context is not None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ._context import Context, forget
+from ._context import Context
 from ._inbox import Message, decode, decode_now, needs_fetch
 from ._loop import BackgroundLoop
 from ._runtime import settings
@@ -54,8 +54,6 @@ class MainContext(Context):
             )
             .remote(main_id, settings["isolate_pool"])
         )
-        if settings["isolate_pool"]:
-            forget(supervisor.fill_pool.remote())
         self._polls: set[str] = set()
         self._receiving = threading.RLock()  # polls dispatch from Ray's callback thread
         super().__init__(main_id, supervisor, self._background.loop)
@@ -146,6 +144,10 @@ class MainContext(Context):
 
     def accepts_control_messages(self) -> bool:
         return True
+
+    def _on_pool_host(self, isolate_id: str, route: Any) -> None:
+        """The supervisor started an idle host: poll it before it is even spawned."""
+        self.destination_opened(isolate_id, route)
 
     def kill(self) -> None:
         """Killing the main isolate interrupts the program, as Ctrl-C would."""

@@ -31,7 +31,7 @@ def init(address: str | None = None, *, isolate_pool: int = 0, **ray_init_kwargs
         isolate_pool: How many isolate hosts (Ray actors) to keep started
             and idle, so that ``Isolate.spawn`` without Ray options takes one
             at once instead of waiting for a new actor; each uses a worker
-            process's memory while idle.
+            process's memory while idle. ``init`` returns once they run.
         **ray_init_kwargs: Passed to ``ray.init`` (``num_cpus``,
             ``object_store_memory``, ``runtime_env``, ...). Ray's own log
             output is kept at ``logging.ERROR`` unless ``logging_level`` is
@@ -51,6 +51,10 @@ def init(address: str | None = None, *, isolate_pool: int = 0, **ray_init_kwargs
             )
         _start(address, ray_init_kwargs)
         settings["isolate_pool"] = isolate_pool
+    if isolate_pool:
+        from ._context import current
+
+        ray.get(current().supervisor_handle().fill_pool.remote())
 
 
 def ensure_started() -> None:

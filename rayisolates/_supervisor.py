@@ -204,8 +204,12 @@ class Supervisor:
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
-            await host.__ray_ready__.remote()
+            await host.warm.remote()
             self._idle.append((host, isolate_id))
+            # The driver polls it from now on: its first message will not wait
+            # for a connection to be made, nor for a poll to arrive.
+            main: SendPort[Any] = SendPort(self._main_id, CONTROL_PORT, me)
+            self._send(main, (INLINE, ("pool_host", (isolate_id, host)), None))
         except ray_errors.RayError:
             pass  # the pool is an optimization: spawns create hosts as needed
         finally:

@@ -13,7 +13,7 @@ from ray.util.state import list_actors
 from rayisolates import Isolate, IsolateSpawnException, ReceivePort, SendPort
 
 from . import entries
-from .support import in_object_store, run
+from .support import in_object_store, run, run_python
 
 URI_SCRIPT = Path(__file__).with_name("uri_script.py")
 
@@ -166,3 +166,37 @@ def test_missing_module_and_function_raise_when_awaited() -> None:
 def test_unknown_spawn_option_is_a_type_error() -> None:
     with pytest.raises(TypeError, match=r"unknown option.*cpus"):
         Isolate.spawn(entries.sync_hello, None, cpus=1)
+
+
+POOLED = """
+import asyncio
+import rayisolates
+from rayisolates import Isolate, ReceivePort
+from tests import entries
+
+rayisolates.init(isolate_pool=2)
+
+async def main():
+    port = ReceivePort()
+    names = []
+    for index in range(3):  # two from the pool, one started fresh (or refilled)
+        await Isolate.spawn(entries.report_identity, port.send_port, debug_name=f"pooled-{index}")
+        names.append((await anext(port))[0])
+    port.close()
+    print(names)
+
+asyncio.run(main())
+rayisolates.shutdown()
+"""
+
+
+def test_spawns_from_the_isolate_pool_of_init(ray_runtime: dict[str, str]) -> None:
+    output = run_python(POOLED, env={"RAY_ADDRESS": ray_runtime["gcs_address"]})
+    assert output.strip().splitlines()[-1] == "['pooled-0', 'pooled-1', 'pooled-2']"
+
+
+def test_negative_pool_is_refused() -> None:
+    import rayisolates
+
+    with pytest.raises(ValueError, match="isolate_pool"):
+        rayisolates.init(isolate_pool=-1)
