@@ -137,13 +137,19 @@ def _plot(results: Sequence[Result], path: str) -> None:
             labels.append(f"{result.name}\nvs {name}")
             ratios.append(ratio)
     figure, axes = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    colors = ["#2a9d4b" if ratio >= 1 else "#c0392b" for ratio in ratios]
+    colors = [
+        "#2a9d4b" if ratio >= 1 else "#e0a030" if ratio >= 1 / 1.2 else "#c0392b"
+        for ratio in ratios
+    ]
     axes.barh(range(len(labels)), ratios, color=colors)
     axes.set_yticks(range(len(labels)), labels, fontsize=7)
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.axvline(1, color="black", linewidth=1)
-    axes.set_xlabel("times better than the comparator (log scale; > 1: rayisolates wins)")
+    axes.set_xlabel(
+        "times better than the comparator (log scale; green: rayisolates wins, "
+        "amber: within 20%, red: behind)"
+    )
     axes.set_title("rayisolates bench: medians, measured interleaved in one run")
     for index, ratio in enumerate(ratios):
         axes.text(ratio, index, f" {ratio:.2g}x", va="center", fontsize=7)
