@@ -79,6 +79,8 @@ class Context:
             own_id=isolate_id,
             local=self._receive_local,
             opened=self.destination_opened,
+            confirming=self.received_from,
+            replied=self.replies_received,
         )
         self.inbox = Inbox(self.dispatch)
         self.supervisor: Any = None
@@ -146,6 +148,15 @@ class Context:
 
     def destination_opened(self, destination: str, route: Any) -> None:
         """Hook: this isolate sends to ``destination`` for the first time."""
+
+    def received_from(self, destination: str) -> int | None:
+        """Hook: what to confirm to ``destination`` with each batch (main isolate only)."""
+        return None
+
+    def replies_received(
+        self, destination: str, batches: list[tuple[str, int, list[Item]]]
+    ) -> None:
+        """Hook: batches ``destination`` returned from a deliver (main isolate only)."""
 
     def spawned(self, isolate: Isolate) -> None:
         """Hook: an isolate this process asked for has started."""

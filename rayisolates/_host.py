@@ -31,7 +31,14 @@ from ._inbox import Inbox, Message, decode
 from ._outbox import Outbox
 from ._ports import SendPort
 
-__all__ = ["ACTOR_OPTIONS", "HostContext", "IsolateExit", "IsolateHost", "host_options"]
+__all__ = [
+    "ACTOR_OPTIONS",
+    "SYNC",
+    "HostContext",
+    "IsolateExit",
+    "IsolateHost",
+    "host_options",
+]
 
 # Ray actor options an isolate accepts from Isolate.spawn(**options).
 ACTOR_OPTIONS = frozenset(
@@ -53,6 +60,9 @@ ACTOR_OPTIONS = frozenset(
 )
 
 RUNNING, EXITING = "running", "exiting"
+SYNC = "sync"  # a poll answer asking the driver to confirm what it has received
+REPLY_WINDOW_SECONDS = 0.002  # how long a deliver may hold replies to main back
+_WINDOW_OPEN, _WINDOW_CLOSED = object(), object()  # between a deliver and the poll thread
 
 
 class IsolateExit(BaseException):
@@ -89,10 +99,17 @@ class HostContext(Context):
         self.debug_name = debug_name
         self.supervisor = supervisor
         self.main_id = main_id
-        # The main isolate's poll, blocked on the poll thread until answered.
+        # Batches for the main isolate can leave without a call of ours: in the
+        # answer to the driver's poll (blocked on the poll thread until then), or
+        # in the reply to the driver's deliver. The driver confirms them later.
         self._poll_waiting = False
         self._poll_answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._poll_lock = threading.Lock()
+        # seq -> whether confirming it also acknowledges it (batches in a reply
+        # are acknowledged when handed over; confirming them only lets us end)
+        self._unconfirmed: dict[int, bool] = {}
+        self._confirmed = asyncio.Event()
+        self._collecting = False
         self.outbox.set_handoff(main_id, self._hand_to_poll)
         self.pause_capability = pause
         self.terminate_capability = terminate
@@ -172,6 +189,10 @@ class HostContext(Context):
     async def _finish_exit(self, info: dict[str, Any]) -> None:
         try:
             await self.outbox.drain()
+            while self._unconfirmed:  # batches handed over without a call of ours
+                self._confirmed.clear()
+                self._answer_poll(SYNC)  # the driver renews its poll, confirming them
+                await self._confirmed.wait()
             forwarded, self._forwarded = self._forwarded, []
             await asyncio.gather(*forwarded, return_exceptions=True)
         finally:
@@ -179,34 +200,118 @@ class HostContext(Context):
             if not self.exit_future.done():
                 self.exit_future.set_result(info)
 
-    # The main isolate's poll ------------------------------------------------
+    # The main isolate's poll and replies ------------------------------------
 
-    def poll_main(self, acknowledged: bool) -> Any:
-        """Block until the next batch for the main isolate, and return it (``None``: ended).
+    def confirm_main(self, received: int) -> None:
+        """The driver has received our batches up to ``received``: they are delivered."""
+        with self._poll_lock:
+            confirmed = [seq for seq in self._unconfirmed if seq <= received]
+            acknowledge = [self._unconfirmed.pop(seq) for seq in confirmed]
+        for needed in acknowledge:
+            if needed:
+                self.outbox.acknowledge(self.main_id)
+        if confirmed:
+            self.loop.call_soon_threadsafe(self._confirmed.set)
+
+    def poll_main(self, received: int) -> Any:
+        """Block until the next batch for the main isolate, and return it.
 
         Runs on the host's poll thread and blocks it (not the isolate's
         loop): a batch handed over is returned at once, even while the
-        isolate's own loop is busy in a blocking call.
+        isolate's own loop is busy in a blocking call. While a deliver from
+        the main isolate holds replies back to return them itself, this
+        thread watches: if the loop does not get back to that deliver within
+        ``REPLY_WINDOW_SECONDS`` (a handler blocked it), it takes what was
+        held and returns it here. Returns ``SYNC`` when the isolate is
+        ending and waits for the driver to confirm, ``None`` once it has
+        ended.
         """
-        if acknowledged:
-            self.outbox.acknowledge(self.main_id)
+        self.confirm_main(received)
         with self._poll_lock:
-            if self._state != RUNNING and not self.outbox.busy_towards(self.main_id):
-                return None
+            if self._state != RUNNING:
+                if self._unconfirmed:
+                    return SYNC
+                if not self.outbox.busy_towards(self.main_id):
+                    return None
             self._poll_waiting = True
         self.outbox.offer(self.main_id)
-        return self._poll_answers.get()
+        while True:
+            answer = self._poll_answers.get()
+            if answer is _WINDOW_OPEN:
+                try:
+                    answer = self._poll_answers.get(timeout=REPLY_WINDOW_SECONDS)
+                except queue.Empty:
+                    answer = self._take_held_replies()
+            if answer is not _WINDOW_CLOSED:
+                return answer
 
-    def _answer_poll(self, batch: Any) -> bool:
+    def _take_held_replies(self) -> Any:
+        """On the poll thread: the loop is stuck; send what a deliver held back."""
+        with self._poll_lock:
+            if not self._collecting:
+                return _WINDOW_CLOSED
+            self._collecting = False
+            batch = self.outbox.release(self.main_id)
+            if batch is None:
+                return _WINDOW_CLOSED  # nothing held: go on waiting as a plain poll
+            self._poll_waiting = False
+            seq, items = batch
+            self._unconfirmed[seq] = True
+        return (self.isolate_id, seq, items)
+
+    async def deliver_from_main(
+        self, sender: str, seq: int, items: list[Item], received: int
+    ) -> list[tuple[str, int, list[Item]]] | None:
+        """Take a batch from the main isolate; return what the handlers answered at once.
+
+        The handlers these messages wake run before the reply leaves, and
+        what they send the main isolate meanwhile is held and rides in the
+        reply as one batch: a request and its answer cost one Ray call, as a
+        raw actor method does. Only while the driver's poll waits, which
+        then watches that a handler blocking the loop cannot hold the
+        answer back.
+        """
+        self.confirm_main(received)
+        with self._poll_lock:
+            collect = self._poll_waiting and not self._collecting
+            if collect:
+                self._collecting = True
+                self.outbox.hold(self.main_id)
+        if not collect:
+            await self.deliver(sender, seq, items)
+            return None
+        self._poll_answers.put(_WINDOW_OPEN)
+        try:
+            await self.deliver(sender, seq, items)
+            await asyncio.sleep(0)  # the handlers woken by these messages run now
+        finally:
+            with self._poll_lock:
+                held = self._collecting  # False if the poll thread took over
+                self._collecting = False
+                batch = self.outbox.release(self.main_id) if held else None
+                if batch is not None:
+                    self._unconfirmed[batch[0]] = False
+            if held:
+                self._poll_answers.put(_WINDOW_CLOSED)
+        if batch is None:
+            self.outbox.offer(self.main_id)
+            return None
+        self.outbox.acknowledge(self.main_id)  # in the reply: the window is free again
+        self.outbox.offer(self.main_id)
+        return [(self.isolate_id, *batch)]
+
+    def _answer_poll(self, answer: Any, seq: int | None = None) -> bool:
         with self._poll_lock:
             if not self._poll_waiting:
                 return False
             self._poll_waiting = False
-        self._poll_answers.put(batch)
+            if seq is not None:
+                self._unconfirmed[seq] = True
+        self._poll_answers.put(answer)
         return True
 
     def _hand_to_poll(self, sender: str, seq: int, items: list[Item]) -> bool:
-        return self._answer_poll((sender, seq, items))
+        return self._answer_poll((sender, seq, items), seq)
 
     def kill(self) -> None:
         self.begin_exit({"reason": "killed"})
@@ -341,16 +446,25 @@ class IsolateHost:
         assert self._context is not None
         self._context.release()
 
-    async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
-        """A batch of messages for this isolate's ports."""
+    async def deliver(
+        self, sender: str, seq: int, items: list[Item], received: int | None = None
+    ) -> list[tuple[str, int, list[Item]]] | None:
+        """A batch of messages for this isolate's ports.
+
+        ``received`` comes from the main isolate only (how far it has
+        received our batches); then the reply may carry batches for it.
+        """
         assert self._context is not None
-        await self._context.deliver(sender, seq, items)
+        if received is None:
+            await self._context.deliver(sender, seq, items)
+            return None
+        return await self._context.deliver_from_main(sender, seq, items, received)
 
     @ray.method(concurrency_group="poll")  # type: ignore[untyped-decorator]
-    def poll(self, acknowledged: bool) -> Any:
+    def poll(self, received: int) -> Any:
         """The main isolate's long poll for what this isolate sends it (blocks its thread)."""
         assert self._context is not None
-        return self._context.poll_main(acknowledged)
+        return self._context.poll_main(received)
 
     async def lifetime(self) -> dict[str, Any]:
         """Returns how the isolate ended, once everything it sent is delivered."""

@@ -82,6 +82,10 @@ class Inbox:
         self._expected: dict[str, int] = {}
         self._held: dict[str, dict[int, list[Message]]] = {}
 
+    def received(self, sender: str) -> int:
+        """The last of ``sender``'s batches dispatched in order (-1: none yet)."""
+        return self._expected.get(sender, 0) - 1
+
     def receive(self, sender: str, seq: int, messages: list[Message]) -> None:
         """Take batch ``seq`` from ``sender``; dispatch it and any held successors."""
         expected = self._expected.get(sender, 0)

@@ -20,6 +20,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ._context import Context
+from ._host import SYNC
 from ._inbox import Message, decode, decode_now, needs_fetch
 from ._loop import BackgroundLoop
 from ._runtime import settings
@@ -69,43 +70,66 @@ class MainContext(Context):
     def _start_poll(self, destination: str, route: Any) -> None:
         if destination not in self._polls:
             self._polls.add(destination)
-            self._poll(destination, route, acknowledged=False)
+            self._poll(destination, route)
 
-    def _poll(self, destination: str, route: Any, acknowledged: bool) -> None:
+    def received_from(self, destination: str) -> int | None:
+        """How far we have received an isolate's batches, told it with each call."""
+        if not destination.startswith("isolate-"):
+            return None
+        with self._receiving:
+            return self.inbox.received(destination)
+
+    def _poll(self, destination: str, route: Any) -> None:
         """Keep one call pending on the isolate; it returns with a batch for us.
 
-        Batches come here or through the supervisor, in one sequence per
-        sender; the inbox puts them back in order either way. A batch that
-        needs nothing from the object store is dispatched straight from Ray's
-        completion callback, saving a thread hop on the way to the reader.
+        Batches come here, in replies to our deliver calls, or through the
+        supervisor, in one sequence per sender; the inbox puts them back in
+        order. A batch that needs nothing from the object store is
+        dispatched straight from Ray's completion callback, saving a thread
+        hop on the way to the reader.
         """
-        reference = route.poll.remote(acknowledged)
+        reference = route.poll.remote(self.received_from(destination))
         reference.future().add_done_callback(lambda done: self._polled(destination, route, done))
 
     def _polled(self, destination: str, route: Any, done: Future[Any]) -> None:
-        batch = None if done.exception() else done.result()
-        if batch is None:  # the isolate has ended (or is unreachable)
+        answer = None if done.exception() else done.result()
+        if answer is None:  # the isolate has ended (or is unreachable)
             self.loop.call_soon_threadsafe(self._polls.discard, destination)
             return
-        sender, seq, items = batch
-        if needs_fetch(items):
-            asyncio.run_coroutine_threadsafe(
-                self._receive_then_poll(destination, route, sender, seq, items), self.loop
-            )
+        if answer == SYNC:  # it is ending: renew the poll, which confirms
+            self._poll(destination, route)
             return
+        if self._take(*answer):
+            self._poll(destination, route)
+        else:
+            asyncio.run_coroutine_threadsafe(
+                self._receive_then_poll(destination, route, *answer), self.loop
+            )
+
+    def replies_received(
+        self, destination: str, batches: list[tuple[str, int, list[Item]]]
+    ) -> None:
+        for batch in batches:
+            if not self._take(*batch):
+                asyncio.run_coroutine_threadsafe(self._receive(*batch), self.loop)
+
+    def _take(self, sender: str, seq: int, items: list[Item]) -> bool:
+        """Dispatch a batch now, from this thread, unless it needs the object store first."""
+        if needs_fetch(items):
+            return False
         try:
             messages = decode_now(items)
         except Exception as error:  # keep the sequence: a lost batch must not stall it
             self.uncaught(error)
             messages = []
         self.receive(sender, seq, messages)
-        self._poll(destination, route, acknowledged=True)
+        return True
 
     async def _receive_then_poll(
         self, destination: str, route: Any, sender: str, seq: int, items: list[Item]
     ) -> None:
         await self._receive(sender, seq, items)
-        self._poll(destination, route, acknowledged=True)
+        self._poll(destination, route)
 
     async def _receive(self, sender: str, seq: int, items: list[Item]) -> None:
         try:

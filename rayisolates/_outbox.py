@@ -13,6 +13,11 @@ Ray may run calls from one caller out of order, so every batch carries the
 channel's next sequence number and the receiver puts batches back in order
 (see ``_inbox``). A batch is acknowledged when ``deliver`` returns, which the
 receiver does only once it holds everything in it (objects fetched).
+
+Two hooks serve the main isolate, which the driver runs: ``confirming``
+adds to each ``deliver`` how far the sender has received the destination's
+own batches, and ``replied`` takes the batches a ``deliver`` returns (an
+isolate answers the main isolate in the reply to its call when it can).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ MAX_IN_FLIGHT = 2
 LocalDelivery = Callable[[str, int, list[Item]], None]
 # takes a batch (sender_id, seq, items) for a destination instead of a Ray call
 Handoff = Callable[[str, int, list[Item]], bool]
+# how far this isolate has received a destination's batches, to tell it (or None)
+Confirming = Callable[[str], int | None]
+# batches a destination returned from deliver: (destination, [(sender, seq, items), ...])
+Replied = Callable[[str, list[tuple[str, int, list[Item]]]], None]
 
 
 class _Channel:
@@ -59,6 +68,8 @@ class Outbox:
         local: Delivers a batch to this isolate's own ports.
         opened: Called with ``(destination, route)`` the first time a
             destination is used.
+        confirming: See the module docstring.
+        replied: See the module docstring.
     """
 
     def __init__(
@@ -68,15 +79,20 @@ class Outbox:
         own_id: str | None = None,
         local: LocalDelivery | None = None,
         opened: Callable[[str, Any], None] | None = None,
+        confirming: Confirming | None = None,
+        replied: Replied | None = None,
     ) -> None:
         self.sender_id = sender_id
         self._loop = loop
         self._own_id = own_id
         self._local = local
         self._opened = opened
+        self._confirming = confirming
+        self._replied = replied
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}
         self._handoffs: dict[str, Handoff] = {}
+        self._held: set[str] = set()
         self._settled: asyncio.Event | None = None
 
     def add(self, destination: str, route: Any, item: Item) -> None:
@@ -100,7 +116,12 @@ class Outbox:
         self, destination: str, channel: _Channel
     ) -> tuple[int, list[Item], Handoff | None] | None:
         """Under the lock: the next batch to send, if the window allows one."""
-        if not channel.pending or channel.in_flight >= MAX_IN_FLIGHT or channel.dead:
+        if (
+            not channel.pending
+            or channel.in_flight >= MAX_IN_FLIGHT
+            or channel.dead
+            or destination in self._held
+        ):
             return None
         items, channel.pending = channel.pending, []
         seq = channel.seq
@@ -122,10 +143,22 @@ class Outbox:
             return
         if handoff is not None and handoff(self.sender_id, seq, items):
             return
-        reference = channel.route.deliver.remote(self.sender_id, seq, items)
+        received = None if self._confirming is None else self._confirming(destination)
+        if received is None:
+            reference = channel.route.deliver.remote(self.sender_id, seq, items)
+        else:
+            reference = channel.route.deliver.remote(self.sender_id, seq, items, received)
         reference.future().add_done_callback(
-            lambda done: self._acknowledged(destination, channel, done.exception())
+            lambda done: self._delivered(destination, channel, done)
         )
+
+    def _delivered(self, destination: str, channel: _Channel, done: Any) -> None:
+        error = done.exception()
+        if error is None and self._replied is not None:
+            replies = done.result()
+            if replies:
+                self._replied(destination, replies)
+        self._acknowledged(destination, channel, error)
 
     def set_handoff(self, destination: str, handoff: Handoff) -> None:
         """Offer batches for ``destination`` to ``handoff`` before making a Ray call.
@@ -145,6 +178,27 @@ class Outbox:
         if batch is not None:
             assert channel is not None
             self._send(destination, channel, *batch)
+
+    def hold(self, destination: str) -> None:
+        """Keep what is sent to ``destination`` until :meth:`release`."""
+        with self._lock:
+            self._held.add(destination)
+
+    def release(self, destination: str) -> tuple[int, list[Item]] | None:
+        """Stop holding; return what gathered as one batch, now in flight (or ``None``).
+
+        The caller delivers the batch itself and calls :meth:`acknowledge`.
+        """
+        with self._lock:
+            self._held.discard(destination)
+            channel = self._channels.get(destination)
+            if channel is None or not channel.pending or channel.dead:
+                return None
+            items, channel.pending = channel.pending, []
+            seq = channel.seq
+            channel.seq += 1
+            channel.in_flight += 1
+            return seq, items
 
     def busy_towards(self, destination: str) -> bool:
         """Whether messages for ``destination`` are pending or unacknowledged."""
