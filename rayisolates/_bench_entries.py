@@ -171,13 +171,17 @@ async def exit_when_told(job: tuple[SendPort[Any], int]) -> None:
 
 
 async def acknowledge_arrays(reply: SendPort[Any]) -> None:
-    """Send our port; answer each array received with its size in bytes."""
+    """Send our port; answer each array received with its size in bytes.
+
+    Each array is let go before answering, as the raw comparator's actor
+    method lets go of its argument when it returns.
+    """
     port: ReceivePort[Any] = ReceivePort("bench-arrays")
     reply.send(port.send_port)
-    async for array in port:
-        if array is None:
-            break
-        reply.send(int(array.nbytes))
+    while (array := await anext(port)) is not None:
+        size = int(array.nbytes)
+        del array
+        reply.send(size)
     port.close()
 
 
