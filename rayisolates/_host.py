@@ -9,6 +9,7 @@ synchronous call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -62,6 +63,7 @@ ACTOR_OPTIONS = frozenset(
 RUNNING, EXITING = "running", "exiting"
 SYNC = "sync"  # a poll answer asking the driver to confirm what it has received
 REPLY_WINDOW_SECONDS = 0.002  # how long a deliver may hold replies to main back
+CONFIRM_SECONDS = 30.0  # how long an ending isolate waits for the driver's confirmation
 _WINDOW_OPEN, _WINDOW_CLOSED = object(), object()  # between a deliver and the poll thread
 
 
@@ -189,10 +191,14 @@ class HostContext(Context):
     async def _finish_exit(self, info: dict[str, Any]) -> None:
         try:
             await self.outbox.drain()
-            while self._unconfirmed:  # batches handed over without a call of ours
+            # Batches handed over without a call of ours: the driver renews its poll
+            # when asked (SYNC), confirming them. Bounded, should the driver be gone.
+            deadline = self.loop.time() + CONFIRM_SECONDS
+            while self._unconfirmed and self.loop.time() < deadline:
                 self._confirmed.clear()
-                self._answer_poll(SYNC)  # the driver renews its poll, confirming them
-                await self._confirmed.wait()
+                self._answer_poll(SYNC)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._confirmed.wait(), deadline - self.loop.time())
             forwarded, self._forwarded = self._forwarded, []
             await asyncio.gather(*forwarded, return_exceptions=True)
         finally:
