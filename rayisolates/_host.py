@@ -355,6 +355,14 @@ class HostContext(Context):
         except Exception as error:
             self.uncaught(error)
 
+    def unhandled(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler: a task's error nobody awaited is uncaught here."""
+        error = context.get("exception")
+        if isinstance(error, Exception):
+            self.uncaught(error)
+        elif not isinstance(error, IsolateExit | asyncio.CancelledError):
+            loop.default_exception_handler(context)
+
 
 def _entry_call(request: Any, message: Any) -> Callable[[], Any]:
     """The entry point, bound to its arguments; raises what prevents that."""
@@ -430,6 +438,7 @@ class IsolateHost:
         )
         if request.on_error is not None:
             context.error_listeners.add(request.on_error)
+        context.loop.set_exception_handler(context.unhandled)
         install(context)
         self._context = context
         try:

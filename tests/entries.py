@@ -215,3 +215,16 @@ def exit_with_array_and_node(job: tuple[SendPort[Any], int]) -> None:
     """Hand a large array and our node over with Isolate.exit."""
     reply, count = job
     Isolate.exit(reply, (ray.get_runtime_context().get_node_id(), np.ones(count, dtype=np.int64)))
+
+
+async def failing_task(reply: SendPort[Any]) -> None:
+    """Start a task that fails with nobody awaiting it, then stay alive on a port."""
+    port: ReceivePort[Any] = ReceivePort()
+
+    async def doomed() -> None:
+        raise KeyError("raised in a task nobody awaited")
+
+    asyncio.get_running_loop().create_task(doomed())
+    reply.send(port.send_port)
+    await anext(port)
+    port.close()

@@ -284,3 +284,23 @@ def test_the_main_isolate_answers_ping() -> None:
             return await anext(port)
 
     assert run(main()) == ("main", "pong")
+
+
+def test_an_error_in_a_task_nobody_awaited_reaches_error_listeners() -> None:
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        errors: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(
+            entries.failing_task,
+            port.send_port,
+            on_error=errors.send_port,
+            on_exit=port.send_port,
+        )
+        await anext(port)
+        description, stack = await anext(errors)
+        ended = await anext(port)  # errors are fatal by default
+        port.close()
+        errors.close()
+        return [description, "doomed" in stack, ended]
+
+    assert run(main()) == ["'raised in a task nobody awaited'", True, None]
