@@ -28,12 +28,6 @@ async def sender(reply: SendPort[Any]) -> None:
             target.send(i)
 
 
-def exit_with(job: tuple[SendPort[Any], Any]) -> None:
-    """Hand ``value`` back with ``Isolate.exit``."""
-    reply, value = job
-    Isolate.exit(reply, value)
-
-
 @ray.remote(num_cpus=0)
 class RawEcho:
     """The raw-Ray comparator for ping-pong: one async actor method."""

@@ -29,7 +29,16 @@ from ray.actor import ActorHandle
 from ._sendable import unsendable_part
 from ._stored import recall
 
-__all__ = ["INLINE", "LARGE_BYTES", "PICKLED", "STORED", "Item", "check_sendable", "encode"]
+__all__ = [
+    "INLINE",
+    "LARGE_BYTES",
+    "PICKLED",
+    "STORED",
+    "Item",
+    "decode_pickled",
+    "encode",
+    "needs_fetch",
+]
 
 INLINE, PICKLED, STORED = 0, 1, 2
 LARGE_BYTES = 100 * 1024  # Ray's own limit for inlining call arguments
@@ -143,19 +152,6 @@ def encode(message: Any, action: str = "SendPort.send()") -> tuple[int, Any, lis
     return PICKLED, data, refs or None
 
 
-def check_sendable(message: Any, action: str) -> None:
-    """Raise ``TypeError`` (naming the part) unless ``message`` could be sent.
-
-    Cheap for large buffers: they are not copied, only visited.
-    """
-    if type(message) in _INLINE_TYPES or type(message) in _INLINE_SIZED:
-        return
-    try:
-        _pickle(message, [])
-    except Exception as error:
-        raise _unsendable(message, action, error) from None
-
-
 def decode_pickled(data: bytes, refs: list[Any] | None) -> Any:
     """Rebuild a ``PICKLED`` payload, handing back the refs carried beside it."""
     _local.restoring = refs or ()
@@ -165,6 +161,9 @@ def decode_pickled(data: bytes, refs: list[Any] | None) -> Any:
         _local.restoring = ()
 
 
-def carries_objects(kind: int, refs: list[Any] | None) -> bool:
-    """Whether an item holds Ray objects the receiver must fetch before acknowledging."""
-    return kind == STORED or (refs is not None and any(isinstance(r, ray.ObjectRef) for r in refs))
+def needs_fetch(items: list[Item]) -> bool:
+    """Whether a batch holds Ray objects a receiver fetches before acknowledging it."""
+    return any(
+        kind == STORED or (refs is not None and any(isinstance(r, ray.ObjectRef) for r in refs))
+        for _, kind, _, refs in items
+    )

@@ -17,22 +17,14 @@ import ray
 from ._codec import INLINE, PICKLED, STORED, Item, decode_pickled
 from ._stored import remember
 
-__all__ = ["Inbox", "Message", "decode", "decode_now", "needs_fetch"]
+__all__ = ["Inbox", "Message", "decode", "decode_now"]
 
 # What a port receives: (port_id, message); control inboxes carry (action, args)
 Message = tuple[Any, Any]
 
 
-def needs_fetch(items: list[Item]) -> bool:
-    """Whether decoding ``items`` waits for the object store."""
-    return any(
-        kind == STORED or (refs and any(isinstance(ref, ray.ObjectRef) for ref in refs))
-        for _, kind, _, refs in items
-    )
-
-
 def decode_now(items: list[Item]) -> list[Message]:
-    """Rebuild a batch that needs nothing from the object store (see ``needs_fetch``)."""
+    """Rebuild a batch that needs nothing from the object store (see ``_codec.needs_fetch``)."""
     return [
         (port_id, payload if kind == INLINE else decode_pickled(payload, refs))
         for port_id, kind, payload, refs in items

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ._codec import needs_fetch
 from ._context import Context
 from ._host import SYNC
-from ._inbox import Message, decode, decode_now, needs_fetch
+from ._inbox import Message, decode, decode_now
 from ._loop import BackgroundLoop
 from ._runtime import settings
 from ._supervisor import Supervisor, supervisor_name

@@ -24,7 +24,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from ._capability import Capability
-from ._codec import INLINE, Item, carries_objects
+from ._codec import INLINE, Item, needs_fetch
 from ._context import CONTROL_PORT, forget
 from ._errors import IsolateSpawnException, from_ray
 from ._inbox import Inbox
@@ -102,7 +102,7 @@ class Supervisor:
         driver has taken and fetched it, so the sender may end safely.
         """
         position = self._queue(sender, seq, items)
-        if any(carries_objects(kind, refs) for _, kind, _, refs in items):
+        if needs_fetch(items):
             fetched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._ack_waiters.append((position, fetched))
             await fetched

@@ -93,11 +93,6 @@ def transfer_back(job: tuple[SendPort[Any], TransferableTypedData]) -> None:
     Isolate.exit(reply, (int(numbers.sum()), view.readonly, answer))
 
 
-def fail_at_start(reply: SendPort[Any]) -> None:
-    """An entry point that raises."""
-    raise ValueError("entry point failed")
-
-
 def keep_alive_optional(job: tuple[SendPort[Any], bool]) -> None:
     """Open a RawReceivePort; the isolate stays only if it keeps the isolate alive."""
     reply, keep = job
@@ -118,11 +113,6 @@ async def sleeper(reply: SendPort[Any]) -> None:
     reply.send(port.send_port)
     await anext(port)
     port.close()
-
-
-def spin(seconds: float) -> None:
-    """Busy the isolate's event loop synchronously."""
-    time.sleep(seconds)
 
 
 def uri_zero() -> None:
