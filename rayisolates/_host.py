@@ -33,32 +33,12 @@ from ._outbox import Outbox
 from ._ports import SendPort
 
 __all__ = [
-    "ACTOR_OPTIONS",
     "SYNC",
     "HostContext",
     "IsolateExit",
     "IsolateHost",
     "host_options",
 ]
-
-# Ray actor options an isolate accepts from Isolate.spawn(**options).
-ACTOR_OPTIONS = frozenset(
-    {
-        "accelerator_type",
-        "label_selector",
-        "fallback_strategy",
-        "memory",
-        "num_cpus",
-        "num_gpus",
-        "object_store_memory",
-        "placement_group",
-        "placement_group_bundle_index",
-        "placement_group_capture_child_tasks",
-        "resources",
-        "runtime_env",
-        "scheduling_strategy",
-    }
-)
 
 RUNNING, EXITING = "running", "exiting"
 SYNC = "sync"  # a poll answer asking the driver to confirm what it has received

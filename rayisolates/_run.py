@@ -24,32 +24,13 @@ from ray import cloudpickle
 from ._context import SendOnlyContext, peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
+from ._options import TASK_OPTIONS, check_options
 from ._runtime import ensure_started
 from ._sendable import unsendable_part
 
 __all__ = ["compute", "run"]
 
 R = TypeVar("R")
-
-# Options Ray accepts for a task (beyond these Ray itself reports the mistake).
-TASK_OPTIONS = frozenset(
-    {
-        "accelerator_type",
-        "label_selector",
-        "fallback_strategy",
-        "max_retries",
-        "memory",
-        "num_cpus",
-        "num_gpus",
-        "placement_group",
-        "placement_group_bundle_index",
-        "placement_group_capture_child_tasks",
-        "resources",
-        "retry_exceptions",
-        "runtime_env",
-        "scheduling_strategy",
-    }
-)
 
 
 async def _awaited(awaitable: Awaitable[R]) -> R:
@@ -115,13 +96,13 @@ def run(
     """Submit ``fn(*args)`` as one Ray task; the public face is ``Isolate.run``."""
     if not callable(fn):
         raise TypeError(f"Isolate.run() needs a callable, got {fn!r}")
-    unknown = sorted(set(options) - TASK_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"Isolate.run() got unknown option(s) {', '.join(unknown)}: keyword arguments "
-            f"are Ray task options ({', '.join(sorted(TASK_OPTIONS))}); pass the "
-            "function's own arguments positionally or bind them with functools.partial"
-        )
+    check_options(
+        options,
+        TASK_OPTIONS,
+        "Isolate.run()",
+        "Ray task options; pass the function's own arguments positionally or bind them "
+        "with functools.partial",
+    )
     ensure_started()
     task, leading = _task_for(fn)
     if debug_name is not None:

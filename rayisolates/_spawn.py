@@ -18,7 +18,7 @@ from ._codec import encode
 from ._context import current
 from ._errors import IsolateSpawnException
 from ._future import IsolateFuture
-from ._host import ACTOR_OPTIONS
+from ._options import ACTOR_OPTIONS, check_options
 from ._ports import SendPort
 from ._supervisor import SpawnRequest
 
@@ -26,15 +26,6 @@ if TYPE_CHECKING:
     from ._isolate import Isolate
 
 __all__ = ["spawn", "spawn_uri"]
-
-
-def _check_options(options: dict[str, Any], action: str) -> None:
-    unknown = sorted(set(options) - ACTOR_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"{action} got unknown option(s) {', '.join(unknown)}: keyword arguments are "
-            f"Ray actor options ({', '.join(sorted(ACTOR_OPTIONS))})"
-        )
 
 
 def _check_port(port: Any, name: str, action: str) -> None:
@@ -72,7 +63,7 @@ def _spawn(
     debug_name: str | None,
     options: dict[str, Any],
 ) -> IsolateFuture[Isolate]:
-    _check_options(options, action)
+    check_options(options, ACTOR_OPTIONS, action, "Ray actor options")
     _check_port(on_exit, "on_exit", action)
     _check_port(on_error, "on_error", action)
     request = SpawnRequest(
