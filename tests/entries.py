@@ -120,8 +120,9 @@ def uri_zero() -> None:
 
 
 def uri_one(args: list[str]) -> None:
-    """spawn_uri target taking args only: it cannot reply, so it just runs."""
-    assert isinstance(args, list)
+    """spawn_uri target taking args only: it cannot reply; a wrong ``args`` is an error."""
+    if args != ["a", "b"]:
+        raise ValueError(f"uri_one got {args!r}")
 
 
 def uri_two(args: list[str], reply: SendPort[Any]) -> None:
