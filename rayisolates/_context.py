@@ -43,6 +43,9 @@ __all__ = [
     "current",
     "forget",
     "install",
+    "is_main",
+    "is_spawned",
+    "new_id",
     "peek",
 ]
 
@@ -51,6 +54,21 @@ SUPERVISOR = "supervisor"  # destination key of the supervisor's own control cha
 
 _current: Context | None = None
 _lock = threading.Lock()
+
+
+def new_id(kind: str) -> str:
+    """A fresh isolate id: ``"main-..."``, ``"isolate-..."`` or ``"worker-..."``."""
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def is_main(isolate_id: str) -> bool:
+    """Whether ``isolate_id`` names a main isolate (a driver)."""
+    return isolate_id.startswith("main-")
+
+
+def is_spawned(isolate_id: str) -> bool:
+    """Whether ``isolate_id`` names a spawned isolate (a host actor)."""
+    return isolate_id.startswith("isolate-")
 
 
 def forget(reference: Any) -> None:
@@ -201,7 +219,7 @@ class Context:
         supervisor is told directly.
         """
         isolate_id = control_port.isolate_id
-        if isolate_id.startswith("main-"):
+        if is_main(isolate_id):
             return  # the main isolate ends with the program: nobody is left to tell
         reference = self.control(control_port.route, isolate_id, action, isolate_id, *args)
 
@@ -213,7 +231,7 @@ class Context:
 
     def kill_now(self, control_port: SendPort[Any], capability: Capability) -> None:
         """End an isolate's process at once (the main isolate: interrupt it)."""
-        if control_port.isolate_id.startswith("main-"):
+        if is_main(control_port.isolate_id):
             self.control(control_port.route, control_port.isolate_id, "kill", capability)
         else:
             self.supervise("kill_now", control_port.isolate_id, capability)
@@ -354,7 +372,7 @@ class SendOnlyContext(Context):
 
     def __init__(self) -> None:
         self._background = BackgroundLoop("rayisolates-sender")
-        super().__init__(f"worker-{uuid.uuid4().hex}", None, self._background.loop)
+        super().__init__(new_id("worker"), None, self._background.loop)
 
     def open_port(self, port: _Port[Any], keep_alive: bool) -> int:
         raise RuntimeError(

@@ -12,7 +12,6 @@ import _thread
 import asyncio
 import contextlib
 import threading
-import uuid
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ._codec import needs_fetch
-from ._context import Context
+from ._context import Context, is_spawned, new_id
 from ._host import SYNC
 from ._inbox import Message, decode, decode_now
 from ._loop import BackgroundLoop
@@ -41,7 +40,7 @@ class MainContext(Context):
 
     def __init__(self) -> None:
         runtime = ray.get_runtime_context()
-        main_id = f"main-{uuid.uuid4().hex}"
+        main_id = new_id("main")
         self._background = BackgroundLoop("rayisolates-main")
         supervisor = (
             ray.remote(Supervisor)
@@ -65,7 +64,7 @@ class MainContext(Context):
 
     def destination_opened(self, destination: str, route: Any) -> None:
         """Start polling an isolate we talk to: its replies then skip the supervisor."""
-        if destination.startswith("isolate-"):
+        if is_spawned(destination):
             self.loop.call_soon_threadsafe(self._start_poll, destination, route)
 
     def _start_poll(self, destination: str, route: Any) -> None:
@@ -75,7 +74,7 @@ class MainContext(Context):
 
     def received_from(self, destination: str) -> int | None:
         """How far we have received an isolate's batches, told it with each call."""
-        if not destination.startswith("isolate-"):
+        if not is_spawned(destination):
             return None
         with self._receiving:
             return self.inbox.received(destination)

@@ -16,7 +16,6 @@ One supervisor actor runs per driver, on the driver's node. It
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,7 @@ from ray import exceptions as ray_errors
 
 from ._capability import Capability
 from ._codec import INLINE, Item, needs_fetch
-from ._context import CONTROL_PORT, forget
+from ._context import CONTROL_PORT, forget, new_id
 from ._errors import IsolateSpawnException, from_ray
 from ._inbox import Inbox
 from ._outbox import Outbox
@@ -156,7 +155,7 @@ class Supervisor:
             host, isolate_id = self._idle.pop()
             asyncio.get_running_loop().create_task(self._refill())
         else:
-            isolate_id = f"isolate-{uuid.uuid4().hex}"
+            isolate_id = new_id("isolate")
             me = ray.get_runtime_context().current_actor
             options = host_options(request.options)
             host = _create_named(IsolateHost, options, request.debug_name, isolate_id, me)
@@ -200,7 +199,7 @@ class Supervisor:
             return
         self._filling += 1
         try:
-            isolate_id = f"isolate-{uuid.uuid4().hex}"
+            isolate_id = new_id("isolate")
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
