@@ -27,7 +27,7 @@ from ._bench_run import (
 )
 from ._runtime import init, shutdown
 
-__all__ = ["CASES", "bench"]
+__all__ = ["CASES", "bench", "ratio_text"]
 
 # Each case: a context manager (loop, quick) -> Figure, see _bench_figure.
 CASES = [
@@ -100,6 +100,15 @@ def _progress_bar(total: int) -> Callable[[], None]:
     return advance
 
 
+def ratio_text(ratio: float) -> str:
+    """A ratio as people write it: ``109x``, ``12.3x``, ``1.36x``, ``0.27x``."""
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    if ratio >= 10:
+        return f"{ratio:.1f}x"
+    return f"{ratio:.2f}x"
+
+
 def _table(results: Sequence[Result]) -> str:
     lines = [
         "| figure | rayisolates | comparator | comparator median | ratio |",
@@ -110,7 +119,7 @@ def _table(results: Sequence[Result]) -> str:
         for name, ratio in result.ratios.items():
             lines.append(
                 f"| {result.name} | {medians[OURS]:.3g} {result.unit} | {name} | "
-                f"{medians[name]:.3g} {result.unit} | {ratio:.2f}x |"
+                f"{medians[name]:.3g} {result.unit} | {ratio_text(ratio)} |"
             )
     return "\n".join(lines)
 
@@ -152,7 +161,7 @@ def _plot(results: Sequence[Result], path: str) -> None:
     )
     axes.set_title("rayisolates bench: medians, measured interleaved in one run")
     for index, ratio in enumerate(ratios):
-        axes.text(ratio, index, f" {ratio:.2g}x", va="center", fontsize=7)
+        axes.text(ratio, index, f" {ratio_text(ratio)}", va="center", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

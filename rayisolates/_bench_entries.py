@@ -30,26 +30,31 @@ async def sender(reply: SendPort[Any]) -> None:
 
 @ray.remote(num_cpus=0)
 class RawEcho:
-    """The raw-Ray comparator for ping-pong: one async actor method."""
+    """The raw-Ray comparator for ping-pong: one sync actor method (Ray's fastest call)."""
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+
+@ray.remote(num_cpus=0)
+class RawAsyncEcho:
+    """The same as an ``async def`` method, as an async actor (like an isolate) has."""
 
     async def echo(self, value: Any) -> Any:
         return value
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 @ray.remote(num_cpus=0)
 class RawSink:
-    """Receives one actor call per message."""
+    """Receives one sync actor call per message."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    async def put(self, value: Any) -> None:
+    def put(self, value: Any) -> None:
         self.count += 1
 
-    async def received(self) -> int:
+    def received(self) -> int:
         return self.count
 
 
@@ -57,10 +62,8 @@ class RawSink:
 class RawProducer:
     """Sends ``count`` messages as one actor call each, or through a ray.util.queue."""
 
-    async def to_sink(self, sink: Any, count: int) -> None:
-        calls = [sink.put.remote(i) for i in range(count)]
-        for call in calls:
-            await call
+    def to_sink(self, sink: Any, count: int) -> None:
+        ray.get([sink.put.remote(i) for i in range(count)])
 
     def to_queue(self, queue: Any, count: int) -> None:
         for i in range(count):

@@ -30,7 +30,8 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     isolate = Isolate.spawn(entries.echo, port.send_port).result()
     worker: SendPort[Any] = loop.run_until_complete(anext(port))
     raw = actor(entries.RawEcho).remote()
-    ray.get(raw.echo.remote(0))
+    raw_async = actor(entries.RawAsyncEcho).remote()
+    ray.get([raw.echo.remote(0), raw_async.echo.remote(0)])
     batch = 20
 
     async def ours_batch() -> list[float]:
@@ -45,11 +46,11 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     def ours() -> float:
         return statistics.median(loop.run_until_complete(ours_batch())) * 1000
 
-    def raw_call() -> float:
+    def raw_calls(target: Any) -> float:
         times = []
         for i in range(batch):
             started = time.perf_counter()
-            ray.get(raw.echo.remote(i))
+            ray.get(target.echo.remote(i))
             times.append(time.perf_counter() - started)
         return statistics.median(times) * 1000
 
@@ -58,13 +59,18 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
             "ping-pong main <-> isolate",
             "ms",
             higher_is_better=False,
-            contenders={OURS: ours, "raw actor method call": raw_call},
+            contenders={
+                OURS: ours,
+                "raw sync actor method call": lambda: raw_calls(raw),
+                "raw async actor method call": lambda: raw_calls(raw_async),
+            },
             rounds=10 if quick else 60,
         )
     finally:
         isolate.kill()
         port.close()
         ray.kill(raw)
+        ray.kill(raw_async)
 
 
 def _port_throughput(
@@ -131,7 +137,7 @@ def _port_throughput(
             higher_is_better=True,
             contenders={
                 OURS: ours,
-                "raw per-message actor calls": raw_calls,
+                "raw per-message sync actor calls": raw_calls,
                 "ray.util.queue.Queue": ray_queue,
                 "multiprocessing.Queue": mp_queue,
             },

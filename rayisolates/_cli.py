@@ -1,4 +1,4 @@
-"""The ``rayisolates`` command line: ``demo`` (and, later, ``bench``)."""
+"""The ``rayisolates`` command line: ``demo`` and ``bench``."""
 
 from __future__ import annotations
 

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import ray
 
 from ._runtime import init, shutdown
 
-__all__ = ["EXAMPLES", "demo", "examples_folder"]
+__all__ = ["EXAMPLES", "NO_CHECKOUT", "demo", "examples_folder"]
 
 EXAMPLES = [
     "simple_worker_isolate.py",
@@ -34,15 +35,26 @@ EXAMPLES = [
 ]
 
 
-def examples_folder() -> Path:
-    """The ``examples/`` folder of the source checkout this package runs from."""
-    for candidate in (Path(__file__).resolve().parents[1] / "examples", Path.cwd() / "examples"):
-        if (candidate / EXAMPLES[0]).is_file():
+NO_CHECKOUT = (
+    "rayisolates demo runs the example scripts of a source checkout (its examples/ "
+    "folder), and this installation has none: the package does not ship them. Clone "
+    "the repository and run `make demo` there, or run `rayisolates demo` from inside "
+    "the checkout."
+)
+
+
+def examples_folder(candidates: Sequence[Path] | None = None) -> Path | None:
+    """The ``examples/`` folder of the source checkout this package runs from, if any.
+
+    Looked for beside the package (an editable install) and in the working
+    directory.
+    """
+    if candidates is None:
+        candidates = (Path(__file__).resolve().parents[1] / "examples", Path.cwd() / "examples")
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in EXAMPLES):
             return candidate
-    raise FileNotFoundError(
-        "rayisolates demo runs the scripts in examples/ of a source checkout; "
-        "run it from the repository (make demo)"
-    )
+    return None
 
 
 def _summary(script: Path) -> str:
@@ -84,8 +96,15 @@ def _run(script: Path, address: str) -> tuple[int, str, str, float]:
 
 
 def demo(address: str | None = None) -> int:
-    """Run every example; returns 0 when all succeeded, 1 at the first failure."""
+    """Run every example; returns 0 when all succeeded, 1 at the first failure.
+
+    Returns 2, saying why, when there is no source checkout to take the
+    examples from (an installed package does not ship them).
+    """
     folder = examples_folder()
+    if folder is None:
+        print(NO_CHECKOUT, file=sys.stderr)
+        return 2
     started = time.perf_counter()
     where = address or os.environ.get("RAY_ADDRESS")
     print(f"Starting Ray {'at ' + where if where else 'locally'} ...", flush=True)

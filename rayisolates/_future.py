@@ -92,8 +92,11 @@ class IsolateFuture(Generic[R]):
     def cancel(self) -> bool:
         """Cancel the work if it has not finished; a running one is stopped.
 
-        A computation already running is stopped by ending the worker process
-        that runs it (Ray's forced cancel), so even a blocking call ends.
+        For ``Isolate.run``, a computation already running is stopped by
+        ending the worker process that runs it (Ray's forced cancel), so even
+        a blocking call ends. For ``Isolate.spawn``, a spawn not yet done is
+        cancelled without force: the supervisor, which does the spawning,
+        must not be ended.
 
         Returns:
             ``True`` if the future is now cancelled, ``False`` if the work had

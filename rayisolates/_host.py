@@ -119,8 +119,9 @@ class HostContext(Context):
     def release(self) -> None:
         """Let the entry point run, now or on resume.
 
-        Separate from ``start``: an entry point that blocks the loop at once
-        must not hold back the reply that tells the spawner it started.
+        Separate from :meth:`prepare` (which ``IsolateHost.start`` calls): an
+        entry point that blocks the loop at once must not hold back the reply
+        that tells the spawner the isolate started.
         """
         self._released = True
         if not self._pauses and self._state == RUNNING:

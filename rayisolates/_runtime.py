@@ -9,6 +9,8 @@ from typing import Any
 
 import ray
 
+from ._quiet import keep_ray_system_messages_out, wants_ray_logs
+
 __all__ = ["ensure_started", "init", "on_shutdown", "settings", "shutdown"]
 
 _lock = threading.RLock()
@@ -17,7 +19,13 @@ _shutdown_hooks: list[Callable[[], None]] = []
 settings: dict[str, Any] = {"isolate_pool": 0}  # what init() was asked for beyond Ray
 
 
-def init(address: str | None = None, *, isolate_pool: int = 0, **ray_init_kwargs: Any) -> None:
+def init(
+    address: str | None = None,
+    *,
+    isolate_pool: int = 0,
+    ray_logs: bool | None = None,
+    **ray_init_kwargs: Any,
+) -> None:
     """Connect this process to Ray: start a local runtime or join a cluster.
 
     Without ``address`` (and without ``RAY_ADDRESS`` in the environment) a
@@ -32,6 +40,10 @@ def init(address: str | None = None, *, isolate_pool: int = 0, **ray_init_kwargs
             and idle, so that ``Isolate.spawn`` without Ray options takes one
             at once instead of waiting for a new actor; each uses a worker
             process's memory while idle. ``init`` returns once they run.
+        ray_logs: Whether Ray's own system messages (``(raylet) ...``: many
+            worker processes started, a worker died) reach the terminal.
+            By default they do not, unless ``RAYISOLATES_RAY_LOGS=1`` is set;
+            what isolates print always does.
         **ray_init_kwargs: Passed to ``ray.init`` (``num_cpus``,
             ``object_store_memory``, ``runtime_env``, ...). Ray's own log
             output is kept at ``logging.ERROR`` unless ``logging_level`` is
@@ -49,7 +61,7 @@ def init(address: str | None = None, *, isolate_pool: int = 0, **ray_init_kwargs
                 "rayisolates.init(): Ray is already initialized in this process; "
                 "call rayisolates.shutdown() first to connect elsewhere"
             )
-        _start(address, ray_init_kwargs)
+        _start(address, ray_init_kwargs, ray_logs)
         settings["isolate_pool"] = isolate_pool
     if isolate_pool:
         from ._context import current
@@ -63,14 +75,16 @@ def ensure_started() -> None:
         return
     with _lock:
         if not ray.is_initialized():
-            _start(None, {})
+            _start(None, {}, None)
 
 
-def _start(address: str | None, ray_init_kwargs: dict[str, Any]) -> None:
+def _start(address: str | None, ray_init_kwargs: dict[str, Any], ray_logs: bool | None) -> None:
     global _started_here
     ray_init_kwargs.setdefault("logging_level", logging.ERROR)
     ray.init(address=address, **ray_init_kwargs)
     _started_here = True
+    if not wants_ray_logs(ray_logs):
+        keep_ray_system_messages_out()
 
 
 def on_shutdown(hook: Callable[[], None]) -> None:

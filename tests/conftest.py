@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,11 @@ def cluster() -> Iterator[Cluster]:
     # A temp dir of our own keeps this cluster out of /tmp/ray/ray_current_cluster,
     # where a plain ray.init() elsewhere on the machine would find and join it.
     temp_dir = tempfile.mkdtemp(prefix="ri-", dir="/tmp")
+    # Ray's Cluster writes its address to /tmp/ray/ray_current_cluster whatever
+    # temp_dir says, and fails on a machine where /tmp/ray does not exist yet.
+    address_file = Path("/tmp/ray/ray_current_cluster")
+    address_file.parent.mkdir(exist_ok=True)
+    previous = address_file.read_text() if address_file.exists() else None
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -44,6 +50,11 @@ def cluster() -> Iterator[Cluster]:
     for name in ("a", "b"):
         cluster.add_node(num_cpus=1, resources={f"node_{name}": 1000}, object_store_memory=400 * MB)
     cluster.wait_for_nodes()
+    # Keep this cluster out of reach of a plain ray.init() elsewhere on the machine.
+    if previous is None:
+        address_file.unlink(missing_ok=True)
+    else:
+        address_file.write_text(previous)
     yield cluster
     cluster.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
