@@ -14,6 +14,7 @@ sent. What crosses is one of:
 
 from __future__ import annotations
 
+import asyncio
 import copyreg
 import io
 import pickle
@@ -27,14 +28,17 @@ from ray import cloudpickle
 from ray.actor import ActorHandle
 
 from ._sendable import unsendable_part
-from ._stored import recall
+from ._stored import recall, remember
+from ._wire import Encoded, Item
 
 __all__ = [
     "INLINE",
     "LARGE_BYTES",
     "PICKLED",
     "STORED",
-    "Item",
+    "Message",
+    "decode",
+    "decode_now",
     "decode_pickled",
     "encode",
     "needs_fetch",
@@ -45,8 +49,8 @@ LARGE_BYTES = 100 * 1024  # Ray's own limit for inlining call arguments
 _INLINE_TYPES = frozenset({type(None), bool, int, float, complex})
 _INLINE_SIZED = frozenset({str, bytes})
 
-# One message as it travels: (port_id, kind, payload, refs).
-Item = tuple[int, int, Any, list[Any] | None]
+# What a port receives: (port_id, message)
+Message = tuple[int, Any]
 
 _local = threading.local()  # refs collected while pickling, or handed back while loading
 
@@ -127,7 +131,7 @@ def _unsendable(message: Any, action: str, error: Exception) -> TypeError:
     return TypeError(f"{action} cannot send {part}; nothing was sent")
 
 
-def encode(message: Any, action: str = "SendPort.send()") -> tuple[int, Any, list[Any] | None]:
+def encode(message: Any, action: str = "SendPort.send()") -> Encoded:
     """Copy ``message`` into its travelling form: ``(kind, payload, refs)``.
 
     Raises:
@@ -167,3 +171,44 @@ def needs_fetch(items: list[Item]) -> bool:
         kind == STORED or (refs is not None and any(isinstance(r, ray.ObjectRef) for r in refs))
         for _, kind, _, refs in items
     )
+
+
+def decode_now(items: list[Item]) -> list[Message]:
+    """Rebuild a batch that needs nothing from the object store (see :func:`needs_fetch`)."""
+    return [
+        (port_id, payload if kind == INLINE else decode_pickled(payload, refs))
+        for port_id, kind, payload, refs in items
+    ]
+
+
+async def decode(items: list[Item]) -> list[Message]:
+    """Rebuild the messages of a batch, fetching what is in the object store first.
+
+    Stored messages come back as read-only views of the object store where
+    they hold numpy buffers (no copy on the same node).
+    """
+    if not needs_fetch(items):
+        return decode_now(items)
+    stored = [payload for _, kind, payload, _ in items if kind == STORED]
+    nested = [
+        ref
+        for _, kind, _, refs in items
+        if kind == PICKLED and refs
+        for ref in refs
+        if isinstance(ref, ray.ObjectRef)
+    ]
+    values = await asyncio.gather(*stored) if stored else []
+    for ref, value in zip(stored, values, strict=True):
+        remember(value, ref)
+    fetched = iter(values)
+    if nested:
+        await asyncio.gather(*nested)  # local before the (synchronous) unpickling below
+    messages: list[Message] = []
+    for port_id, kind, payload, refs in items:
+        if kind == INLINE:
+            messages.append((port_id, payload))
+        elif kind == PICKLED:
+            messages.append((port_id, decode_pickled(payload, refs)))
+        else:
+            messages.append((port_id, next(fetched)))
+    return messages

@@ -23,11 +23,21 @@ from typing import Any
 
 from ray import exceptions as ray_errors
 
-__all__ = ["IsolateError", "IsolateSpawnException", "RemoteError", "from_ray"]
+__all__ = [
+    "IsolateError",
+    "IsolateExit",
+    "IsolateSpawnException",
+    "RemoteError",
+    "from_ray",
+]
 
 ENDED_WITHOUT_RESULT = "Computation ended without result"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class IsolateExit(BaseException):
+    """Unwinds the code that called ``Isolate.exit``; the isolate is ending (not public)."""
 
 
 class IsolateError(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 import ray
@@ -30,15 +30,36 @@ class IsolateFuture(Generic[R]):
     """
 
     __module__ = "rayisolates"
-    __slots__ = ("_cancelled", "_force_cancel", "_ref", "_what")
+    __slots__ = ("_call", "_cancelled", "_on_cancel", "_ref", "_what")
 
-    def __init__(
-        self, ref: ray.ObjectRef, what: str = "the computation", force_cancel: bool = True
-    ) -> None:
-        self._ref = ref
+    def __init__(self, ref: ray.ObjectRef, what: str = "the computation") -> None:
+        self._ref: ray.ObjectRef | None = ref
+        self._call: concurrent.futures.Future[R] | None = None
+        self._on_cancel: Callable[[], None] | None = None
         self._what = what
-        self._force_cancel = force_cancel
         self._cancelled = False
+
+    @classmethod
+    def _of_call(
+        cls,
+        call: concurrent.futures.Future[R],
+        what: str,
+        on_cancel: Callable[[], None],
+    ) -> IsolateFuture[R]:
+        """A future of a call this library makes (and repeats) itself, such as a spawn.
+
+        Args:
+            call: The call's result.
+            what: Names the work in messages.
+            on_cancel: Undoes the work if it completes after :meth:`cancel`.
+        """
+        future: IsolateFuture[R] = cls.__new__(cls)
+        future._ref = None
+        future._call = call
+        future._on_cancel = on_cancel
+        future._what = what
+        future._cancelled = False
+        return future
 
     def result(self, timeout: float | None = None) -> R:
         """Block until the result is ready and return it.
@@ -55,7 +76,11 @@ class IsolateFuture(Generic[R]):
         if self._cancelled:
             raise concurrent.futures.CancelledError()
         try:
+            if self._call is not None:
+                return self._call.result(timeout)
             value: R = ray.get(self._ref, timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            failure: BaseException = TimeoutError(f"{self._what} did not finish in time")
         except ray_errors.RayError as error:
             failure = from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
         else:
@@ -70,7 +95,9 @@ class IsolateFuture(Generic[R]):
         if self._cancelled:
             raise asyncio.CancelledError()
         try:
-            value: R = await self._ref
+            if self._call is not None:
+                return await asyncio.wrap_future(self._call)
+            value: R = await self._ref  # type: ignore[misc]
         except ray_errors.RayError as error:
             failure = from_ray(error, cancelled=asyncio.CancelledError, what=self._what)
         else:
@@ -82,6 +109,8 @@ class IsolateFuture(Generic[R]):
         """Whether the work has finished (with a result or an error) or was cancelled."""
         if self._cancelled:
             return True
+        if self._call is not None:
+            return self._call.done()
         ready, _ = ray.wait([self._ref], timeout=0, fetch_local=False)
         return bool(ready)
 
@@ -94,9 +123,8 @@ class IsolateFuture(Generic[R]):
 
         For ``Isolate.run``, a computation already running is stopped by
         ending the worker process that runs it (Ray's forced cancel), so even
-        a blocking call ends. For ``Isolate.spawn``, a spawn not yet done is
-        cancelled without force: the supervisor, which does the spawning,
-        must not be ended.
+        a blocking call ends. For ``Isolate.spawn``, an isolate that starts
+        after all is ended at once.
 
         Returns:
             ``True`` if the future is now cancelled, ``False`` if the work had
@@ -106,8 +134,13 @@ class IsolateFuture(Generic[R]):
             return True
         if self.done():
             return False
-        ray.cancel(self._ref, force=self._force_cancel)
         self._cancelled = True
+        if self._call is not None:
+            on_cancel = self._on_cancel
+            assert on_cancel is not None
+            self._call.add_done_callback(lambda done: on_cancel())
+        else:
+            ray.cancel(self._ref, force=True)
         return True
 
     def __repr__(self) -> str:

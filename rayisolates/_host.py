@@ -1,54 +1,70 @@
 """A spawned isolate: one async Ray actor hosting one event loop and its ports.
 
 The actor's ``deliver`` calls run on the isolate's event loop, like Dart port
-events; control calls (``control``) run on a second thread of their own, so
-``ping`` and ``pause`` still act while the isolate is busy in a long
-synchronous call.
+events. Two other threads of the actor act while the loop is busy: the
+control thread (``control``: ping, pause, kill, ...) and the poll thread
+(``poll``: the driver fetching what this isolate sends the main isolate,
+see ``_mainlink``).
+
+An isolate's life::
+
+    created --start--> started (entry point loaded) --release--> running
+      running --entry done, no port keeps it alive / kill / Isolate.exit /
+                fatal error--> exiting: no more events; what it sent is
+                delivered and the driver has acknowledged its batches
+      exiting --> ended: ``lifetime`` returns, the supervisor fires the exit
+                listeners and ends the actor
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import importlib.util
 import inspect
 import os
 import pickle
-import queue
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import ray
 
 from ._capability import Capability
-from ._codec import Item, encode
-from ._context import CONTROL_PORT, SUPERVISOR, Context, install
-from ._errors import IsolateSpawnException
-from ._inbox import Inbox, Message, decode
+from ._codec import decode, encode
+from ._context import Context, install
+from ._controls import ControlActions, Errors
+from ._errors import IsolateExit, IsolateSpawnException
+from ._inbox import Inbox
+from ._local import LocalChannel
+from ._mainlink import CONFIRM_SECONDS, HostLink
 from ._outbox import Outbox
-from ._ports import SendPort
+from ._porttable import PortTable
+from ._receiver import Receiver
+from ._rpc import transmit_batch, transmit_controls
+from ._sender import Sender
+from ._sendport import SendPort
+from ._wire import (
+    CONTROL_PORT,
+    CONTROL_THREAD,
+    LOOP,
+    SUPERVISOR_ACTOR,
+    Control,
+    Item,
+    LinkAnswer,
+    PollMe,
+    SpawnRequest,
+    runs_on,
+)
 
-__all__ = [
-    "SYNC",
-    "HostContext",
-    "IsolateExit",
-    "IsolateHost",
-    "host_options",
-]
+if TYPE_CHECKING:
+    from ._isolate import Isolate
 
-RUNNING, EXITING = "running", "exiting"
-SYNC = "sync"  # a poll answer asking the driver to confirm what it has received
-REPLY_WINDOW_SECONDS = 0.002  # how long a deliver may hold replies to main back
-CONFIRM_SECONDS = 30.0  # how long an ending isolate waits for the driver's confirmation
-_WINDOW_OPEN, _WINDOW_CLOSED = object(), object()  # between a deliver and the poll thread
+__all__ = ["HostRuntime", "IsolateHost", "host_options"]
 
-
-class IsolateExit(BaseException):
-    """Unwinds the code that called ``Isolate.exit``; the isolate is ending."""
+RUNNING, EXITING, ENDED = "running", "exiting", "ended"
 
 
 def host_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -62,49 +78,99 @@ def host_options(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class HostContext(Context):
-    """The isolate a host actor runs: lifetime, pausing, errors, exit."""
+class HostRuntime:
+    """One spawned isolate's pieces and its life (see the module docstring)."""
 
     def __init__(
         self,
         isolate_id: str,
         debug_name: str | None,
-        route: Any,
+        actor: Any,
         loop: asyncio.AbstractEventLoop,
         supervisor: Any,
         main_id: str,
+        link: HostLink,
         pause: Capability,
         terminate: Capability,
         errors_are_fatal: bool,
     ) -> None:
-        super().__init__(isolate_id, route, loop)
-        self.debug_name = debug_name
-        self.supervisor = supervisor
-        self.main_id = main_id
-        # Batches for the main isolate can leave without a call of ours: in the
-        # answer to the driver's poll (blocked on the poll thread until then), or
-        # in the reply to the driver's deliver. The driver confirms them later.
-        self._poll_waiting = False
-        self._poll_answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._poll_lock = threading.Lock()
-        # seq -> whether confirming it also acknowledges it (batches in a reply
-        # are acknowledged when handed over; confirming them only lets us end)
-        self._unconfirmed: dict[int, bool] = {}
-        self._confirmed = asyncio.Event()
-        self._collecting = False
-        self.outbox.set_handoff(main_id, self._hand_to_poll)
-        self.pause_capability = pause
-        self.terminate_capability = terminate
-        self.errors_are_fatal = errors_are_fatal
-        self.exit_future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._state = RUNNING
+        self.isolate_id = isolate_id
+        self.loop = loop
+        self.link = link
+        self._main_control: SendPort[Any] | None = None
+        self._main_id = main_id
+        self._supervisor = supervisor
+        self._actor = actor
+        self.state = RUNNING
+        self.exit_future: asyncio.Future[None] = loop.create_future()
+        self._acknowledged = asyncio.Event()
         self._entry: asyncio.Task[None] | None = None
         self._entry_running = True  # from creation: the entry point is about to run
         self._start: Callable[[], None] | None = None
         self._released = False
-        self._forwarded: list[Any] = []  # exit-listener changes sent to the supervisor
+        self._loop_thread = threading.current_thread()
 
-    # Lifetime -------------------------------------------------------------
+        self.ports = PortTable(changed=self._ports_changed)
+        self.errors = Errors(
+            lambda: debug_name or isolate_id,
+            self._send_encoded,
+            fatal=errors_are_fatal,
+            end=lambda report: self.begin_exit(),
+        )
+        self.receiver = Receiver(self.ports, loop, self.errors.uncaught)
+        self.sender = Sender(
+            isolate_id,
+            Outbox(isolate_id, transmit_batch),
+            Outbox(isolate_id, transmit_controls),
+            supervisor=lambda: supervisor,
+            local=LocalChannel(isolate_id, loop, self.receiver.accept),
+            main=(main_id, link),
+            apply_locally=self.apply_control,
+        )
+        self.actions = ControlActions(
+            pause_capability=pause,
+            terminate_capability=terminate,
+            receiver=self.receiver,
+            errors=self.errors,
+            send=self._send_encoded,
+            kill=self.begin_exit,
+            resumed=self._resumed,
+        )
+        self.context = Context(
+            isolate_id,
+            actor,
+            loop,
+            self.sender,
+            self.errors,
+            self,
+            debug_name=debug_name,
+            ports=self.ports,
+            receiver=self.receiver,
+            actions=self.actions,
+        )
+
+    def _send_encoded(self, port: SendPort[Any], encoded: Any) -> None:
+        self.sender.send(port, encoded)
+
+    # Control records ---------------------------------------------------------------
+
+    def apply_control(self, record: Control) -> None:
+        """Act on a control record where :data:`~rayisolates._wire.RUNS_ON` says (any thread)."""
+        where = runs_on(record)
+        if where == CONTROL_THREAD:
+            self.actions.apply(record)
+        elif where == LOOP:
+            self.loop.call_soon_threadsafe(self.actions.apply, record)
+        elif where == SUPERVISOR_ACTOR:
+            self.sender.supervise(record)
+
+    def request_poll(self) -> None:
+        """Ask the driver to poll us: we have messages for the main isolate."""
+        if self._main_control is None:
+            self._main_control = SendPort(self._main_id, CONTROL_PORT, self._supervisor)
+        self.sender.control(self._main_control, PollMe(self.isolate_id, self._actor))
+
+    # Life ------------------------------------------------------------------------------
 
     def prepare(self, call: Callable[[], Any], paused: bool) -> None:
         """Get the entry point ready; it runs once released (and not paused)."""
@@ -114,7 +180,7 @@ class HostContext(Context):
 
         self._start = start
         if paused:
-            self.pause(self.pause_capability)
+            self.receiver.pause(self.actions.pause_capability)
 
     def release(self) -> None:
         """Let the entry point run, now or on resume.
@@ -124,7 +190,11 @@ class HostContext(Context):
         that tells the spawner the isolate started.
         """
         self._released = True
-        if not self._pauses and self._state == RUNNING:
+        if not self.receiver.paused and self.state == RUNNING:
+            self._run_start()
+
+    def _resumed(self) -> None:
+        if self._released:
             self._run_start()
 
     def _run_start(self) -> None:
@@ -140,217 +210,105 @@ class HostContext(Context):
         except (IsolateExit, asyncio.CancelledError):
             pass
         except Exception as error:
-            self.uncaught(error)
+            self.errors.uncaught(error)
         finally:
             self._entry_running = False
-            self.ports_changed()
+            self._ports_changed()
 
-    def ports_changed(self) -> None:
-        if self._state == RUNNING and not self._entry_running and not self.keeps_alive:
-            self.begin_exit({"reason": "finished"})
+    def _ports_changed(self) -> None:
+        if threading.current_thread() is not self._loop_thread:
+            self.loop.call_soon_threadsafe(self._ports_changed)
+        elif self.state == RUNNING and not self._entry_running and not self.ports.keeps_alive:
+            self.begin_exit()
 
-    def begin_exit(
-        self,
-        info: dict[str, Any],
-        final: tuple[SendPort[Any], tuple[int, Any, Any]] | None = None,
-    ) -> None:
-        """Stop taking events; deliver what was sent (``final`` last); then end."""
-        if self._state != RUNNING:
+    def begin_exit(self, final: tuple[SendPort[Any], Any] | None = None) -> None:
+        """Stop taking events; deliver what was sent (``final`` last); then end (on the loop)."""
+        if self.state != RUNNING:
             return
-        self._state = EXITING
+        self.state = EXITING
         if final is not None:
-            self.send_item(*final)
+            self.sender.send(*final)
+        self.receiver.stop()
         entry = self._entry
         if entry is not None and not entry.done() and entry is not asyncio.current_task():
             entry.cancel()
-        self.loop.create_task(self._finish_exit(info))
+        self.link.begin_ending()
+        self.loop.create_task(self._finish_exit())
 
-    def forward_to_supervisor(self, action: str, args: tuple[Any, ...]) -> None:
-        """Pass an exit-listener change on; it is applied before the isolate's end is."""
-        self._forwarded.append(self.control(self.supervisor, SUPERVISOR, action, *args))
+    def acknowledged(self) -> None:
+        """The driver acknowledged batches (from the poll thread or the loop)."""
+        self.loop.call_soon_threadsafe(self._acknowledged.set)
 
-    async def _finish_exit(self, info: dict[str, Any]) -> None:
+    async def _finish_exit(self) -> None:
         try:
-            await self.outbox.drain()
-            # Batches handed over without a call of ours: the driver renews its poll
-            # when asked (SYNC), confirming them. Bounded, should the driver be gone.
+            await self.sender.drain()
+            # What waits for the driver must be acknowledged before the actor ends
+            # (large messages live in objects we own). Bounded, should it be gone.
             deadline = self.loop.time() + CONFIRM_SECONDS
-            while self._unconfirmed and self.loop.time() < deadline:
-                self._confirmed.clear()
-                self._answer_poll(SYNC)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._confirmed.wait(), deadline - self.loop.time())
-            forwarded, self._forwarded = self._forwarded, []
-            await asyncio.gather(*forwarded, return_exceptions=True)
-        finally:
-            self._answer_poll(None)
-            if not self.exit_future.done():
-                self.exit_future.set_result(info)
-
-    # The main isolate's poll and replies ------------------------------------
-
-    def confirm_main(self, received: int) -> None:
-        """The driver has received our batches up to ``received``: they are delivered."""
-        with self._poll_lock:
-            confirmed = [seq for seq in self._unconfirmed if seq <= received]
-            acknowledge = [self._unconfirmed.pop(seq) for seq in confirmed]
-        for needed in acknowledge:
-            if needed:
-                self.outbox.acknowledge(self.main_id)
-        if confirmed:
-            self.loop.call_soon_threadsafe(self._confirmed.set)
-
-    def poll_main(self, received: int) -> Any:
-        """Block until the next batch for the main isolate, and return it.
-
-        Runs on the host's poll thread and blocks it (not the isolate's
-        loop): a batch handed over is returned at once, even while the
-        isolate's own loop is busy in a blocking call. While a deliver from
-        the main isolate holds replies back to return them itself, this
-        thread watches: if the loop does not get back to that deliver within
-        ``REPLY_WINDOW_SECONDS`` (a handler blocked it), it takes what was
-        held and returns it here. Returns ``SYNC`` when the isolate is
-        ending and waits for the driver to confirm, ``None`` once it has
-        ended.
-        """
-        self.confirm_main(received)
-        with self._poll_lock:
-            if self._state != RUNNING:
-                if self._unconfirmed:
-                    return SYNC
-                if not self.outbox.busy_towards(self.main_id):
-                    return None
-            self._poll_waiting = True
-        self.outbox.offer(self.main_id)
-        while True:
-            answer = self._poll_answers.get()
-            if answer is _WINDOW_OPEN:
+            while not self.link.drained() and self.loop.time() < deadline:
+                self._acknowledged.clear()
                 try:
-                    answer = self._poll_answers.get(timeout=REPLY_WINDOW_SECONDS)
-                except queue.Empty:
-                    answer = self._take_held_replies()
-            if answer is not _WINDOW_CLOSED:
-                return answer
-
-    def _take_held_replies(self) -> Any:
-        """On the poll thread: the loop is stuck; send what a deliver held back."""
-        with self._poll_lock:
-            if not self._collecting:
-                return _WINDOW_CLOSED
-            self._collecting = False
-            batch = self.outbox.release(self.main_id)
-            if batch is None:
-                return _WINDOW_CLOSED  # nothing held: go on waiting as a plain poll
-            self._poll_waiting = False
-            seq, items = batch
-            self._unconfirmed[seq] = True
-        return (self.isolate_id, seq, items)
+                    await asyncio.wait_for(self._acknowledged.wait(), deadline - self.loop.time())
+                except TimeoutError:
+                    break
+        finally:
+            self.state = ENDED
+            self.link.end()
+            if not self.exit_future.done():
+                self.exit_future.set_result(None)
 
     async def deliver_from_main(
-        self, sender: str, seq: int, items: list[Item], received: int
-    ) -> list[tuple[str, int, list[Item]]] | None:
-        """Take a batch from the main isolate; return what the handlers answered at once.
+        self, sender: str, seq: int, items: list[Item], ack: int, resend_from: int | None
+    ) -> LinkAnswer | None:
+        """A batch from the main isolate; the reply carries what the handlers answered.
 
         The handlers these messages wake run before the reply leaves, and
-        what they send the main isolate meanwhile is held and rides in the
-        reply as one batch: a request and its answer cost one Ray call, as a
-        raw actor method does. Only while the driver's poll waits, which
-        then watches that a handler blocking the loop cannot hold the
-        answer back.
+        what they send the main isolate meanwhile rides in the reply: a
+        request and its answer cost one Ray call, as a raw actor method does.
         """
-        self.confirm_main(received)
-        with self._poll_lock:
-            collect = self._poll_waiting and not self._collecting
-            if collect:
-                self._collecting = True
-                self.outbox.hold(self.main_id)
-        if not collect:
-            await self.deliver(sender, seq, items)
-            return None
-        self._poll_answers.put(_WINDOW_OPEN)
+        self.link.acknowledge(ack, resend_from)
+        self.link.begin_collecting()
         try:
-            await self.deliver(sender, seq, items)
+            await self.receiver.deliver(sender, seq, items)
             await asyncio.sleep(0)  # the handlers woken by these messages run now
         finally:
-            with self._poll_lock:
-                held = self._collecting  # False if the poll thread took over
-                self._collecting = False
-                batch = self.outbox.release(self.main_id) if held else None
-                if batch is not None:
-                    self._unconfirmed[batch[0]] = False
-            if held:
-                self._poll_answers.put(_WINDOW_CLOSED)
-        if batch is None:
-            self.outbox.offer(self.main_id)
-            return None
-        self.outbox.acknowledge(self.main_id)  # in the reply: the window is free again
-        self.outbox.offer(self.main_id)
-        return [(self.isolate_id, *batch)]
+            answer = self.link.end_collecting()
+        return answer
 
-    def _answer_poll(self, answer: Any, seq: int | None = None) -> bool:
-        with self._poll_lock:
-            if not self._poll_waiting:
-                return False
-            self._poll_waiting = False
-            if seq is not None:
-                self._unconfirmed[seq] = True
-        self._poll_answers.put(answer)
-        return True
-
-    def _hand_to_poll(self, sender: str, seq: int, items: list[Item]) -> bool:
-        return self._answer_poll((sender, seq, items), seq)
-
-    def kill(self) -> None:
-        self.begin_exit({"reason": "killed"})
-
-    def end_by_error(self, report: list[str]) -> None:
-        self.begin_exit({"reason": "error", "error": report})
+    # The runtime -------------------------------------------------------------------------
 
     def exit(self, port: SendPort[Any] | None, message: Any) -> NoReturn:
         final = None
         if port is not None:
             final = (port, encode(message, "Isolate.exit()"))
-        self.begin_exit({"reason": "exit"}, final)
+        self.begin_exit(final)
         raise IsolateExit()
 
-    # Events ---------------------------------------------------------------
+    def spawned(self, isolate: Isolate) -> None:
+        pass
 
-    def dispatch(self, messages: list[Message]) -> None:
-        if self._state == RUNNING:
-            super().dispatch(messages)
+    def consumer_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop
 
-    def pause(self, capability: Capability) -> None:
-        if self._state == RUNNING:
-            super().pause(capability)
-
-    def resume(self, capability: Capability) -> None:
-        super().resume(capability)
-        if not self._pauses and self._released:
-            self._run_start()
-
-    def guarded(self, callback: Callable[..., object], *args: Any) -> None:
-        try:
-            callback(*args)
-        except IsolateExit:
-            pass
-        except Exception as error:
-            self.uncaught(error)
+    def close(self) -> None:
+        pass
 
     def unhandled(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The loop's exception handler: a task's error nobody awaited is uncaught here."""
         error = context.get("exception")
         if isinstance(error, Exception):
-            self.uncaught(error)
+            self.errors.uncaught(error)
         elif not isinstance(error, IsolateExit | asyncio.CancelledError):
             loop.default_exception_handler(context)
 
 
-def _entry_call(request: Any, message: Any) -> Callable[[], Any]:
+def _entry_call(request: SpawnRequest, message: Any) -> Callable[[], Any]:
     """The entry point, bound to its arguments; raises what prevents that."""
     if request.entry is not None:
         entry = pickle.loads(request.entry)
         return lambda: entry(message)
-    uri: str = request.uri
+    uri = request.uri
+    assert uri is not None
     if uri.endswith(".py"):
         path = Path(uri)
         spec = importlib.util.spec_from_file_location(f"__isolate_main_{path.stem}__", path)
@@ -387,41 +345,59 @@ def _positional_arity(function: Callable[..., Any]) -> int:
 
 @ray.remote(concurrency_groups={"control": 1, "poll": 1})
 class IsolateHost:
-    """The Ray actor behind one spawned isolate."""
+    """The Ray actor behind one spawned isolate.
+
+    Every method may be called again after a failed call (``_rpc``): each is
+    idempotent.
+    """
 
     def __init__(self, debug_name: str | None, isolate_id: str, supervisor: Any) -> None:
         self._debug_name = debug_name
         self._isolate_id = isolate_id
         self._supervisor = supervisor
-        self._context: HostContext | None = None
-        self._controls = Inbox(self._run_controls)
-        self._control_outbox: Outbox | None = None
+        self._runtime: HostRuntime | None = None
+        self._where: dict[str, Any] | None = None
+        self._controls: Inbox[Control] = Inbox(self._run_controls)
+        self._early_controls: list[Control] = []
+        # The link exists from the start: a pooled host is polled before it is spawned.
+        self._link = HostLink(self._request_poll, self._acknowledged)
 
     def __repr__(self) -> str:
         return self._debug_name or self._isolate_id
 
+    def _request_poll(self) -> None:
+        if self._runtime is not None:
+            self._runtime.request_poll()
+
+    def _acknowledged(self) -> None:
+        if self._runtime is not None:
+            self._runtime.acknowledged()
+
     async def start(
-        self, request: Any, main_id: str, pause: Capability, terminate: Capability
+        self, request: SpawnRequest, main_id: str, pause: Capability, terminate: Capability
     ) -> dict[str, Any]:
-        """Load the entry point and run it (unless paused); report where the isolate runs."""
+        """Load the entry point and get it ready; report where the isolate runs."""
+        if self._where is not None:  # a repeated call
+            return self._where
         if request.debug_name is not None:  # a host from the pool is named only now
             self._debug_name = request.debug_name
-        context = HostContext(
+        runtime = HostRuntime(
             self._isolate_id,
             self._debug_name,
             ray.get_runtime_context().current_actor,
             asyncio.get_running_loop(),
             self._supervisor,
             main_id,
+            self._link,
             pause,
             terminate,
             request.errors_are_fatal,
         )
         if request.on_error is not None:
-            context.error_listeners.add(request.on_error)
-        context.loop.set_exception_handler(context.unhandled)
-        install(context)
-        self._context = context
+            runtime.errors.listeners.add(request.on_error)
+        runtime.loop.set_exception_handler(runtime.unhandled)
+        install(runtime.context)
+        self._runtime = runtime
         try:
             ((_, message),) = await decode([(CONTROL_PORT, *request.message)])
             call = _entry_call(request, message)
@@ -430,8 +406,12 @@ class IsolateHost:
             raise IsolateSpawnException(
                 f"{self!r} could not load {what}: {type(error).__name__}: {error}"
             ) from error
-        context.prepare(call, request.paused)
-        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+        runtime.prepare(call, request.paused)
+        early, self._early_controls = self._early_controls, []
+        for record in early:
+            runtime.apply_control(record)
+        self._where = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+        return self._where
 
     async def warm(self) -> None:
         """For a pooled host: connect to the supervisor now rather than at first use."""
@@ -439,57 +419,41 @@ class IsolateHost:
 
     async def release(self) -> None:
         """Run the entry point (after ``start`` has answered the spawner)."""
-        assert self._context is not None
-        self._context.release()
+        assert self._runtime is not None
+        self._runtime.release()
 
-    async def deliver(
-        self, sender: str, seq: int, items: list[Item], received: int | None = None
-    ) -> list[tuple[str, int, list[Item]]] | None:
-        """A batch of messages for this isolate's ports.
+    async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
+        """A batch of messages for this isolate's ports; returns once they are in order."""
+        assert self._runtime is not None
+        await self._runtime.receiver.deliver(sender, seq, items)
 
-        ``received`` comes from the main isolate only (how far it has
-        received our batches); then the reply may carry batches for it.
-        """
-        assert self._context is not None
-        if received is None:
-            await self._context.deliver(sender, seq, items)
-            return None
-        return await self._context.deliver_from_main(sender, seq, items, received)
+    async def deliver_from_main(
+        self, sender: str, seq: int, items: list[Item], ack: int, resend_from: int | None
+    ) -> LinkAnswer | None:
+        """A batch from the main isolate; see :meth:`HostRuntime.deliver_from_main`."""
+        assert self._runtime is not None
+        return await self._runtime.deliver_from_main(sender, seq, items, ack, resend_from)
 
     @ray.method(concurrency_group="poll")  # type: ignore[untyped-decorator]
-    def poll(self, received: int) -> Any:
-        """The main isolate's long poll for what this isolate sends it (blocks its thread)."""
-        assert self._context is not None
-        return self._context.poll_main(received)
+    def poll(self, ack: int, resend_from: int | None) -> LinkAnswer:
+        """The driver's long poll for what this isolate sends the main isolate."""
+        return self._link.poll(ack, resend_from)
 
-    async def lifetime(self) -> dict[str, Any]:
-        """Returns how the isolate ended, once everything it sent is delivered."""
-        assert self._context is not None
-        return await asyncio.shield(self._context.exit_future)
+    async def lifetime(self) -> None:
+        """Returns once the isolate has ended and everything it sent is delivered."""
+        assert self._runtime is not None
+        await asyncio.shield(self._runtime.exit_future)
 
     @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]
-    async def control(self, sender: str, seq: int, action: str, args: tuple[Any, ...]) -> None:
-        """A control message (kill, pause, resume, ping, error listeners, errors fatal).
+    async def control(
+        self, destination: str, sender: str, seq: int, records: list[Control]
+    ) -> None:
+        """Control records, in order per sender; they act while the isolate is busy."""
+        self._controls.receive(sender, seq, records)
 
-        Runs on the control thread, so it acts while the isolate is busy;
-        control messages from one sender act in the order sent.
-        """
-        self._controls.receive(sender, seq, [(action, args)])
-
-    def _run_controls(self, controls: list[tuple[Any, Any]]) -> None:
-        context = self._context
-        assert context is not None
-        for action, args in controls:
-            if action in ("add_exit_listener", "remove_exit_listener"):
-                context.forward_to_supervisor(action, args)
-            elif action == "ping" and args[2]:  # immediate: answer from this thread
-                port, response, _ = args
-                self._control_sender().add(port.isolate_id, port.route, (port.port_id, *response))
-            else:
-                context.loop.call_soon_threadsafe(context.apply_control, action, args)
-
-    def _control_sender(self) -> Outbox:
-        """Replies sent from the control thread: a sender of their own, in their own order."""
-        if self._control_outbox is None:
-            self._control_outbox = Outbox(f"{self._isolate_id}/control", asyncio.get_running_loop())
-        return self._control_outbox
+    def _run_controls(self, records: list[Control]) -> None:
+        if self._runtime is None:
+            self._early_controls.extend(records)
+            return
+        for record in records:
+            self._runtime.apply_control(record)

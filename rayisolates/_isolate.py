@@ -11,7 +11,23 @@ from ._codec import encode
 from ._context import current
 from ._errors import RemoteError
 from ._future import IsolateFuture
-from ._ports import ReceivePort, SendPort
+from ._ports import ReceivePort
+from ._sendport import SendPort
+from ._wire import (
+    CONTROL_PORT,
+    AddErrorListener,
+    AddExitListener,
+    Control,
+    Kill,
+    KillNow,
+    Pause,
+    Ping,
+    RemoveErrorListener,
+    RemoveExitListener,
+    Resume,
+    SetErrorsFatal,
+    is_main,
+)
 
 __all__ = ["Isolate"]
 
@@ -50,21 +66,21 @@ class Isolate:
         self._debug_name: str | None = None
 
     @classmethod
-    def spawned(
+    def _handle(
         cls,
         control_port: SendPort[Any],
         pause_capability: Capability | None,
         terminate_capability: Capability | None,
         debug_name: str | None,
     ) -> Isolate:
-        """A full handle, with the isolate's debug name (used by spawn and ``current``)."""
+        """A handle with the isolate's debug name (made by spawn, ``current`` and unpickling)."""
         isolate = cls(control_port, pause_capability, terminate_capability)
         isolate._debug_name = debug_name
         return isolate
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (
-            Isolate.spawned,
+            Isolate._handle,
             (self.control_port, self.pause_capability, self.terminate_capability, self.debug_name),
         )
 
@@ -148,7 +164,10 @@ class Isolate:
             RuntimeError: Called inside an ``Isolate.run`` computation, which
                 is a Ray task, not an isolate with ports.
         """
-        return current().current_isolate()
+        context = current()
+        pause, terminate = context.capabilities()
+        control: SendPort[Any] = SendPort(context.isolate_id, CONTROL_PORT, context.route)
+        return Isolate._handle(control, pause, terminate, context.debug_name)
 
     @staticmethod
     def exit(port: SendPort[Any] | None = None, message: Any = None) -> NoReturn:
@@ -171,9 +190,8 @@ class Isolate:
 
     # Control ----------------------------------------------------------------
 
-    def _control(self, action: str, *args: Any) -> None:
-        port = self.control_port
-        current().control(port.route, port.isolate_id, action, *args)
+    def _control(self, record: Control) -> None:
+        current().control(self.control_port, record)
 
     def kill(self, priority: int = BEFORE_NEXT_EVENT) -> None:
         """End the isolate; needs :attr:`terminate_capability`.
@@ -186,10 +204,13 @@ class Isolate:
         capability = self.terminate_capability
         if capability is None:
             return
-        if priority == Isolate.IMMEDIATE:
-            current().kill_now(self.control_port, capability)
-        else:
-            self._control("kill", capability)
+        isolate_id = self.control_port.isolate_id
+        if is_main(isolate_id):
+            self._control(Kill(isolate_id, capability))
+        elif priority == Isolate.IMMEDIATE:
+            current().supervise(KillNow(isolate_id, capability))
+        else:  # through the supervisor, after exit-listener changes sent before it
+            current().supervise(Kill(isolate_id, capability))
 
     def pause(self, resume_capability: Capability | None = None) -> Capability:
         """Pause the isolate's port events; needs :attr:`pause_capability`.
@@ -204,13 +225,13 @@ class Isolate:
         """
         resume_capability = resume_capability or Capability()
         if self.pause_capability is not None:
-            self._control("pause", self.pause_capability, resume_capability)
+            self._control(Pause(self.pause_capability, resume_capability))
         return resume_capability
 
     def resume(self, capability: Capability) -> None:
         """Lift the pause made with ``capability`` (a wrong one does nothing)."""
         if self.pause_capability is not None:
-            self._control("resume", self.pause_capability, capability)
+            self._control(Resume(self.pause_capability, capability))
 
     def ping(self, port: SendPort[Any], response: Any = None, priority: int = IMMEDIATE) -> None:
         """Ask the isolate to send ``response`` to ``port``: proof that it is alive.
@@ -218,7 +239,8 @@ class Isolate:
         ``IMMEDIATE`` answers even while the isolate is paused or busy;
         ``BEFORE_NEXT_EVENT`` answers once the current event is handled.
         """
-        self._control("ping", port, encode(response, "Isolate.ping()"), priority == 0)
+        response_item = encode(response, "Isolate.ping()")
+        self._control(Ping(port, response_item, priority == Isolate.IMMEDIATE))
 
     def add_on_exit_listener(self, port: SendPort[Any], response: Any = None) -> None:
         """Send ``response`` to ``port`` once the isolate ends, however it ends.
@@ -228,24 +250,28 @@ class Isolate:
         wait forever.
         """
         response_item = encode(response, "Isolate.add_on_exit_listener()")
-        current().listen_for_exit(self.control_port, "add_exit_listener", port, response_item)
+        isolate_id = self.control_port.isolate_id
+        if not is_main(isolate_id):  # the main isolate ends with the program: nobody is told
+            current().supervise(AddExitListener(isolate_id, port, response_item))
 
     def remove_on_exit_listener(self, port: SendPort[Any]) -> None:
         """Stop sending the exit response to ``port``."""
-        current().listen_for_exit(self.control_port, "remove_exit_listener", port)
+        isolate_id = self.control_port.isolate_id
+        if not is_main(isolate_id):
+            current().supervise(RemoveExitListener(isolate_id, port))
 
     def add_error_listener(self, port: SendPort[Any]) -> None:
         """Send each uncaught error of the isolate to ``port`` as ``[str(error), stack]``."""
-        self._control("add_error_listener", port)
+        self._control(AddErrorListener(port))
 
     def remove_error_listener(self, port: SendPort[Any]) -> None:
         """Stop sending uncaught errors to ``port``."""
-        self._control("remove_error_listener", port)
+        self._control(RemoveErrorListener(port))
 
     def set_errors_fatal(self, errors_are_fatal: bool) -> None:
         """Whether an uncaught error ends the isolate; needs :attr:`terminate_capability`."""
         if self.terminate_capability is not None:
-            self._control("set_errors_fatal", self.terminate_capability, errors_are_fatal)
+            self._control(SetErrorsFatal(self.terminate_capability, errors_are_fatal))
 
     @property
     def errors(self) -> AsyncIterator[RemoteError]:

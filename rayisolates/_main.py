@@ -1,48 +1,67 @@
-"""The main isolate: the driver process, receiving through its supervisor.
+"""The main isolate: the driver process, and the factory of every process's default context.
 
-A Ray driver cannot be called by actors, so what isolates send to the main
-isolate goes to the supervisor actor on the driver's node; a task on the
-main isolate's background loop long-polls it and dispatches to the ports,
-whether the user's code runs in a plain script or under ``asyncio.run``.
+A Ray driver cannot be called by actors, so the main isolate receives in
+two ways, both driven from here:
+
+- from spawned isolates, over the link of ``_mainlink``: a poll kept
+  pending on each isolate that talks to the main isolate, and the replies
+  to the driver's own ``deliver_from_main`` calls;
+- from anything else (``Isolate.run`` computations, the supervisor's exit
+  notices, control records for the main isolate), through the supervisor,
+  which queues it until the driver's relay pump takes it.
+
+Both feed one receiver, which keeps each sender's messages in order. The
+driver's loop runs on a background thread, so ports work from plain scripts
+and from ``asyncio.run(main())`` alike.
 """
 
 from __future__ import annotations
 
 import _thread
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
-import threading
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ._codec import needs_fetch
-from ._context import Context, is_spawned, new_id
-from ._host import SYNC
-from ._inbox import Message, decode, decode_now
+from ._capability import Capability
+from ._context import Context
+from ._controls import ControlActions, Errors
+from ._local import LocalChannel
 from ._loop import BackgroundLoop
+from ._mainlink import DriverLinks
+from ._outbox import Outbox
+from ._porttable import PortTable
+from ._receiver import Receiver
+from ._rpc import RETRY, acall, fire, outcome, transmit_controls
 from ._runtime import settings
-from ._supervisor import Supervisor, supervisor_name
+from ._sender import Sender
+from ._supervisor import Supervisor
+from ._wire import Item, PollMe, new_id, supervisor_name
+from ._worker import start_worker_context
 
 if TYPE_CHECKING:
-    from ._codec import Item
     from ._isolate import Isolate
+    from ._sendport import SendPort
 
-__all__ = ["MainContext"]
+__all__ = ["MainRuntime", "start_context"]
 
 _SHUTDOWN_GRACE_SECONDS = 10.0
+_REMEMBERED_ENDINGS = 4096  # ended isolates whose late duplicates are recognized and dropped
 
 
-class MainContext(Context):
-    """The driver's isolate: its supervisor, background loop and inbox pump."""
+class MainRuntime:
+    """The driver's isolate: its supervisor, background loop, links and relay pump."""
 
     def __init__(self) -> None:
         runtime = ray.get_runtime_context()
-        main_id = new_id("main")
+        self.main_id = new_id("main")
         self._background = BackgroundLoop("rayisolates-main")
-        supervisor = (
+        self.loop = self._background.loop
+        self.supervisor = (
             ray.remote(Supervisor)
             .options(
                 name=supervisor_name(runtime.get_job_id()),
@@ -53,126 +72,137 @@ class MainContext(Context):
                     runtime.get_node_id(), soft=False
                 ),
             )
-            .remote(main_id, settings["isolate_pool"])
+            .remote(self.main_id, settings["isolate_pool"])
         )
-        self._polls: set[str] = set()
-        self._receiving = threading.RLock()  # polls dispatch from Ray's callback thread
-        super().__init__(main_id, supervisor, self._background.loop)
-        self.supervisor = supervisor
-        self.debug_name = "main"
-        self._pump = self._background.submit(self._pump_forever())
+        self.ports = PortTable()
+        self.errors = Errors(lambda: "main", self._send_encoded)
+        self.receiver = Receiver(self.ports, self.loop, self.errors.uncaught, self._on_control)
+        self.links = DriverLinks(
+            received=self.receiver.received,
+            accept=self._accept_from_isolate,
+            poll=lambda route, ack, resend_from: fire(route.poll, ack, resend_from),
+            ended=self._isolate_ended,
+        )
+        self.sender = Sender(
+            self.main_id,
+            Outbox(self.main_id, self._deliver_to_isolate),
+            Outbox(self.main_id, transmit_controls),
+            supervisor=lambda: self.supervisor,
+            local=LocalChannel(self.main_id, self.loop, self.receiver.accept),
+            apply_locally=self._on_control,
+        )
+        self.actions = ControlActions(
+            pause_capability=Capability(),
+            terminate_capability=Capability(),
+            receiver=self.receiver,
+            errors=self.errors,
+            send=self._send_encoded,
+            kill=_thread.interrupt_main,  # as Ctrl-C would
+        )
+        self._ended: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_ENDINGS)
+        self._ended_set: set[str] = set()
+        self._pump = self._background.submit(self._relay_pump())
 
-    def destination_opened(self, destination: str, route: Any) -> None:
-        """Start polling an isolate we talk to: its replies then skip the supervisor."""
-        if is_spawned(destination):
-            self.loop.call_soon_threadsafe(self._start_poll, destination, route)
+    def context(self) -> Context:
+        """The main isolate's context."""
+        return Context(
+            self.main_id,
+            self.supervisor,
+            self.loop,
+            self.sender,
+            self.errors,
+            self,
+            debug_name="main",
+            ports=self.ports,
+            receiver=self.receiver,
+            actions=self.actions,
+        )
 
-    def _start_poll(self, destination: str, route: Any) -> None:
-        if destination not in self._polls:
-            self._polls.add(destination)
-            self._poll(destination, route)
+    def _send_encoded(self, port: SendPort[Any], encoded: Any) -> None:
+        self.sender.send(port, encoded)
 
-    def received_from(self, destination: str) -> int | None:
-        """How far we have received an isolate's batches, told it with each call."""
-        if not is_spawned(destination):
-            return None
-        with self._receiving:
-            return self.inbox.received(destination)
+    # Receiving ----------------------------------------------------------------------
 
-    def _poll(self, destination: str, route: Any) -> None:
-        """Keep one call pending on the isolate; it returns with a batch for us.
+    def _accept_from_isolate(self, isolate_id: str, seq: int, items: list[Item]) -> None:
+        if isolate_id not in self._ended_set:  # a late copy from an isolate that has ended
+            self.receiver.accept(isolate_id, seq, items)
 
-        Batches come here, in replies to our deliver calls, or through the
-        supervisor, in one sequence per sender; the inbox puts them back in
-        order. A batch that needs nothing from the object store is
-        dispatched straight from Ray's completion callback, saving a thread
-        hop on the way to the reader.
-        """
-        reference = route.poll.remote(self.received_from(destination))
-        reference.future().add_done_callback(lambda done: self._polled(destination, route, done))
+    async def _relay_pump(self) -> None:
+        """Take what the supervisor relays, in order; batches with objects are fetched first."""
+        position = 0
+        while True:
+            batches, position_after = await acall(self.supervisor.take, position)
+            for sender, seq, items in batches:
+                await self.receiver.deliver(sender, seq, items)
+            position = position_after
 
-    def _polled(self, destination: str, route: Any, done: Future[Any]) -> None:
-        answer = None if done.exception() else done.result()
-        if answer is None:  # the isolate has ended (or is unreachable)
-            self.loop.call_soon_threadsafe(self._polls.discard, destination)
-            return
-        if answer == SYNC:  # it is ending: renew the poll, which confirms
-            self._poll(destination, route)
-            return
-        if self._take(*answer):
-            self._poll(destination, route)
+    def _on_control(self, record: Any) -> None:
+        """A control record for the main isolate (from the relay, or from itself)."""
+        if isinstance(record, PollMe):
+            self.links.watch(record.isolate_id, record.route)
         else:
-            asyncio.run_coroutine_threadsafe(
-                self._receive_then_poll(destination, route, *answer), self.loop
-            )
+            self.loop.call_soon_threadsafe(self.actions.apply, record)
 
-    def replies_received(
-        self, destination: str, batches: list[tuple[str, int, list[Item]]]
-    ) -> None:
-        for batch in batches:
-            if not self._take(*batch):
-                asyncio.run_coroutine_threadsafe(self._receive(*batch), self.loop)
+    def _isolate_ended(self, isolate_id: str) -> None:
+        """An isolate has ended and handed everything over: forget it."""
+        if len(self._ended) == self._ended.maxlen:
+            self._ended_set.discard(self._ended[0])
+        self._ended.append(isolate_id)
+        self._ended_set.add(isolate_id)
+        for sender in (isolate_id, f"{isolate_id}/control"):
+            self.receiver.forget(sender)
+        self.sender.outbox.forget(isolate_id)
+        self.sender.controls.forget(isolate_id)
 
-    def _take(self, sender: str, seq: int, items: list[Item]) -> bool:
-        """Dispatch a batch now, from this thread, unless it needs the object store first."""
-        if needs_fetch(items):
-            return False
-        try:
-            messages = decode_now(items)
-        except Exception as error:  # keep the sequence: a lost batch must not stall it
-            self.uncaught(error)
-            messages = []
-        self.receive(sender, seq, messages)
-        return True
+    # Sending --------------------------------------------------------------------------
 
-    async def _receive_then_poll(
-        self, destination: str, route: Any, sender: str, seq: int, items: list[Item]
-    ) -> None:
-        await self._receive(sender, seq, items)
-        self._poll(destination, route)
+    def _deliver_to_isolate(
+        self, destination: str, route: Any, sender: str, seq: int, batch: list[Any]
+    ) -> concurrent.futures.Future[Any]:
+        """A batch to an isolate: its reply brings back what the isolate answered meanwhile."""
+        self.links.watch(destination, route)
+        ack, resend_from = self.links.arguments(destination)
+        future = fire(route.deliver_from_main, sender, seq, batch, ack, resend_from)
 
-    async def _receive(self, sender: str, seq: int, items: list[Item]) -> None:
-        try:
-            messages = await decode(items)
-        except Exception as error:  # keep the sequence: a lost batch must not stall it
-            self.uncaught(error)
-            messages = []
-        self.receive(sender, seq, messages)
+        def replied(done: concurrent.futures.Future[Any]) -> None:
+            error = None if done.cancelled() else done.exception()
+            if error is None:
+                self.links.answered(destination, done.result())
+            elif outcome(error) == RETRY:
+                self.links.failed(destination)
 
-    def receive(self, sender: str, seq: int, messages: list[Message]) -> None:
-        with self._receiving:
-            self.inbox.receive(sender, seq, messages)
+        future.add_done_callback(replied)
+        return future
+
+    # The runtime -------------------------------------------------------------------------
+
+    def exit(self, port: SendPort[Any] | None, message: Any) -> NoReturn:
+        raise RuntimeError(
+            "Isolate.exit() ends an isolate started with Isolate.spawn; the main isolate "
+            "ends by returning (or sys.exit)"
+        )
 
     def spawned(self, isolate: Isolate) -> None:
         """An isolate this process spawned: poll it from the start."""
         port = isolate.control_port
-        self.destination_opened(port.isolate_id, port.route)
+        self.links.watch(port.isolate_id, port.route)
 
-    async def _pump_forever(self) -> None:
-        processed = 0
-        while True:
-            batches, end = await self.supervisor.take.remote(processed)
-            for sender, seq, items in batches:
-                await self._receive(sender, seq, items)
-            processed = end
+    def consumer_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio._get_running_loop() or self.loop
 
     def close(self) -> None:
         """Deliver what is still queued, then end the supervisor and with it every isolate."""
         with contextlib.suppress(Exception):
             self._background.submit(
-                asyncio.wait_for(self.outbox.drain(), _SHUTDOWN_GRACE_SECONDS)
+                asyncio.wait_for(self.sender.drain(), _SHUTDOWN_GRACE_SECONDS)
             ).result(_SHUTDOWN_GRACE_SECONDS + 1)
         self._pump.cancel()
         self._background.stop()
         ray.kill(self.supervisor, no_restart=True)
 
-    def accepts_control_messages(self) -> bool:
-        return True
 
-    def _on_pool_host(self, isolate_id: str, route: Any) -> None:
-        """The supervisor started an idle host: poll it before it is even spawned."""
-        self.destination_opened(isolate_id, route)
-
-    def kill(self) -> None:
-        """Killing the main isolate interrupts the program, as Ctrl-C would."""
-        _thread.interrupt_main()
+def start_context() -> Context:
+    """This process's default context: the main isolate in a driver, else a send-only one."""
+    if ray._private.worker.global_worker.mode == ray.SCRIPT_MODE:
+        return MainRuntime().context()
+    return start_worker_context()

@@ -1,236 +1,176 @@
-"""The sending half of an isolate: one ordered, batching channel per destination.
+"""The sending half of an isolate: one ordered, batching, retrying channel per destination.
 
-Sending a message must not cost a Ray call. Messages an isolate sends to one
-destination isolate are appended to that destination's channel. While fewer
-than ``MAX_IN_FLIGHT`` batches to it are unacknowledged, what is pending
-leaves at once, from the sending thread, so a lone message is never delayed;
-otherwise messages gather, and every acknowledgement sends all that gathered
-as one ``deliver`` call. A fast sender so gets larger batches rather than
-more calls. Nothing here waits for the sender's event loop: an isolate busy
-in a long synchronous computation still gets its messages out.
+Sending a message must not cost a Ray call. What one sender sends to one
+destination is appended to that destination's channel. While fewer than
+``window`` batches to it are in flight, what is pending leaves at once, from
+the sending thread, so a lone message is never delayed; otherwise messages
+gather, and each completed call sends all that gathered as one batch. A fast
+sender so gets larger batches rather than more calls. Nothing here waits for
+an event loop: a sender busy in a long synchronous computation still gets
+its messages out (completions arrive on Ray's callback thread).
 
-Ray may run calls from one caller out of order, so every batch carries the
-channel's next sequence number and the receiver puts batches back in order
-(see ``_inbox``). A batch is acknowledged when ``deliver`` returns, which the
-receiver does only once it holds everything in it (objects fetched).
+Each batch carries the channel's next sequence number; the receiver puts
+batches back in order and drops duplicates (``_inbox``). So a call that
+fails with "may or may not have been executed" is simply made again, with
+the same batch and number, until it is delivered or the destination is
+known dead (``_rpc.outcome``). A dead destination drops what is queued for
+it, as Dart drops messages to a closed port.
 
-Two hooks serve the main isolate, which the driver runs: ``confirming``
-adds to each ``deliver`` how far the sender has received the destination's
-own batches, and ``replied`` takes the batches a ``deliver`` returns (an
-isolate answers the main isolate in the reply to its call when it can).
+Channel states, per destination::
+
+    idle --add--> sending --all delivered--> idle
+                   |  ^
+          unavailable  retry after backoff (same seq)
+                   v  |
+                 retrying
+    any --actor died--> dead (drops pending; later adds are dropped)
+
+The Ray call itself is a parameter (``transmit``), so tests drive this
+without Ray.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from ._codec import Item
+from ._rpc import DEAD, RAISED, RETRY, backoff, later, outcome
 
-__all__ = ["MAX_IN_FLIGHT", "Outbox"]
+__all__ = ["MAX_IN_FLIGHT", "Outbox", "Transmit"]
 
 MAX_IN_FLIGHT = 2
 
-# deliver(sender_id, seq, items) for the sending isolate's own ports
-LocalDelivery = Callable[[str, int, list[Item]], None]
-# takes a batch (sender_id, seq, items) for a destination instead of a Ray call
-Handoff = Callable[[str, int, list[Item]], bool]
-# how far this isolate has received a destination's batches, to tell it (or None)
-Confirming = Callable[[str], int | None]
-# batches a destination returned from deliver: (destination, [(sender, seq, items), ...])
-Replied = Callable[[str, list[tuple[str, int, list[Item]]]], None]
+T = TypeVar("T")
+
+# transmit(destination, route, sender, seq, batch) -> the call's future
+Transmit = Callable[[str, Any, str, int, list[Any]], concurrent.futures.Future[Any]]
+Later = Callable[[float, Callable[[], None]], None]
 
 
-class _Channel:
+class _Channel(Generic[T]):
     __slots__ = ("dead", "in_flight", "pending", "route", "seq")
 
     def __init__(self, route: Any) -> None:
         self.route = route
         self.seq = 0
-        self.pending: list[Item] = []
-        self.in_flight = 0
+        self.pending: list[T] = []
+        self.in_flight: dict[int, list[T]] = {}
         self.dead = False
 
 
-class Outbox:
-    """Per-destination batching and ordering for everything one isolate sends.
+class Outbox(Generic[T]):
+    """Per-destination batching, ordering and retrying for everything one sender sends.
 
-    Thread-safe: ``add`` may be called from any thread, and acknowledgements
-    are handled on Ray's callback thread.
+    Thread-safe: :meth:`add` may be called from any thread; completions are
+    handled on whatever thread completes the call's future.
 
     Args:
         sender_id: Identifies this sender to receivers (one sequence space
             per sender and destination).
-        loop: The loop :meth:`drain` runs on.
-        own_id: This isolate's id; messages to its own ports skip Ray.
-        local: Delivers a batch to this isolate's own ports.
-        opened: Called with ``(destination, route)`` the first time a
-            destination is used.
-        confirming: See the module docstring.
-        replied: See the module docstring.
+        transmit: Makes one call carrying one batch; see :data:`Transmit`.
+        window: How many batches to one destination may be in flight.
+        schedule: Runs a callback after a delay (retries back off).
     """
 
     def __init__(
         self,
         sender_id: str,
-        loop: asyncio.AbstractEventLoop,
-        own_id: str | None = None,
-        local: LocalDelivery | None = None,
-        opened: Callable[[str, Any], None] | None = None,
-        confirming: Confirming | None = None,
-        replied: Replied | None = None,
+        transmit: Transmit,
+        *,
+        window: int = MAX_IN_FLIGHT,
+        schedule: Later = later,
     ) -> None:
         self.sender_id = sender_id
-        self._loop = loop
-        self._own_id = own_id
-        self._local = local
-        self._opened = opened
-        self._confirming = confirming
-        self._replied = replied
+        self._transmit = transmit
+        self._window = window
+        self._schedule = schedule
         self._lock = threading.Lock()
-        self._channels: dict[str, _Channel] = {}
-        self._handoffs: dict[str, Handoff] = {}
-        self._held: set[str] = set()
-        self._settled: asyncio.Event | None = None
+        self._channels: dict[str, _Channel[T]] = {}
+        self._watchers: set[Callable[[], None]] = set()
 
-    def add(self, destination: str, route: Any, item: Item) -> None:
-        """Queue ``item`` for ``destination``; it leaves now or with the next acknowledgement."""
-        opened = False
+    def add(self, destination: str, route: Any, item: T) -> None:
+        """Queue ``item`` for ``destination``; it leaves now or when a batch completes."""
         with self._lock:
             channel = self._channels.get(destination)
             if channel is None:
                 channel = self._channels[destination] = _Channel(route)
-                opened = True
             if channel.dead:
                 return
             channel.pending.append(item)
-            batch = self._take(destination, channel)
-        if opened and self._opened is not None:
-            self._opened(destination, route)
+            batch = self._next_batch(channel)
         if batch is not None:
-            self._send(destination, channel, *batch)
+            self._send(destination, channel, *batch, attempt=1)
 
-    def _take(
-        self, destination: str, channel: _Channel
-    ) -> tuple[int, list[Item], Handoff | None] | None:
+    def _next_batch(self, channel: _Channel[T]) -> tuple[int, list[T]] | None:
         """Under the lock: the next batch to send, if the window allows one."""
-        if (
-            not channel.pending
-            or channel.in_flight >= MAX_IN_FLIGHT
-            or channel.dead
-            or destination in self._held
-        ):
+        if not channel.pending or len(channel.in_flight) >= self._window or channel.dead:
             return None
-        items, channel.pending = channel.pending, []
+        batch, channel.pending = channel.pending, []
         seq = channel.seq
         channel.seq += 1
-        channel.in_flight += 1
-        return seq, items, self._handoffs.get(destination)
+        channel.in_flight[seq] = batch
+        return seq, batch
 
     def _send(
-        self,
-        destination: str,
-        channel: _Channel,
-        seq: int,
-        items: list[Item],
-        handoff: Handoff | None,
+        self, destination: str, channel: _Channel[T], seq: int, batch: list[T], attempt: int
     ) -> None:
-        if destination == self._own_id and self._local is not None:
-            self._local(self.sender_id, seq, items)
-            self._acknowledged(destination, channel, None)
+        try:
+            future = self._transmit(destination, channel.route, self.sender_id, seq, batch)
+        except Exception as error:  # Ray is gone (shutdown): nothing can be delivered
+            self._completed(destination, channel, seq, batch, attempt, error)
             return
-        if handoff is not None and handoff(self.sender_id, seq, items):
-            return
-        received = None if self._confirming is None else self._confirming(destination)
-        if received is None:
-            reference = channel.route.deliver.remote(self.sender_id, seq, items)
-        else:
-            reference = channel.route.deliver.remote(self.sender_id, seq, items, received)
-        reference.future().add_done_callback(
-            lambda done: self._delivered(destination, channel, done)
+        future.add_done_callback(
+            lambda done: self._completed(
+                destination,
+                channel,
+                seq,
+                batch,
+                attempt,
+                None if done.cancelled() else done.exception(),
+            )
         )
 
-    def _delivered(self, destination: str, channel: _Channel, done: Any) -> None:
-        error = done.exception()
-        if error is None and self._replied is not None:
-            replies = done.result()
-            if replies:
-                self._replied(destination, replies)
-        self._acknowledged(destination, channel, error)
-
-    def set_handoff(self, destination: str, handoff: Handoff) -> None:
-        """Offer batches for ``destination`` to ``handoff`` before making a Ray call.
-
-        A handoff that takes a batch (returns ``True``) must later call
-        :meth:`acknowledge` for it; call :meth:`offer` when it becomes ready
-        to take one.
-        """
-        with self._lock:
-            self._handoffs[destination] = handoff
-
-    def offer(self, destination: str) -> None:
-        """A handoff for ``destination`` became ready: send what waits for it."""
-        with self._lock:
-            channel = self._channels.get(destination)
-            batch = None if channel is None else self._take(destination, channel)
-        if batch is not None:
-            assert channel is not None
-            self._send(destination, channel, *batch)
-
-    def hold(self, destination: str) -> None:
-        """Keep what is sent to ``destination`` until :meth:`release`."""
-        with self._lock:
-            self._held.add(destination)
-
-    def release(self, destination: str) -> tuple[int, list[Item]] | None:
-        """Stop holding; return what gathered as one batch, now in flight (or ``None``).
-
-        The caller delivers the batch itself and calls :meth:`acknowledge`.
-        """
-        with self._lock:
-            self._held.discard(destination)
-            channel = self._channels.get(destination)
-            if channel is None or not channel.pending or channel.dead:
-                return None
-            items, channel.pending = channel.pending, []
-            seq = channel.seq
-            channel.seq += 1
-            channel.in_flight += 1
-            return seq, items
-
-    def busy_towards(self, destination: str) -> bool:
-        """Whether messages for ``destination`` are pending or unacknowledged."""
-        with self._lock:
-            channel = self._channels.get(destination)
-            return channel is not None and bool(channel.pending or channel.in_flight)
-
-    def acknowledge(self, destination: str) -> None:
-        """A batch taken by a handoff has been received."""
-        channel = self._channels.get(destination)
-        if channel is not None:
-            self._acknowledged(destination, channel, None)
-
-    def _acknowledged(
-        self, destination: str, channel: _Channel, error: BaseException | None
+    def _completed(
+        self,
+        destination: str,
+        channel: _Channel[T],
+        seq: int,
+        batch: list[T],
+        attempt: int,
+        error: BaseException | None,
     ) -> None:
-        from ray import exceptions as ray_errors
-
+        result = outcome(error)
+        if result == RETRY and not channel.dead:
+            self._schedule(
+                backoff(attempt + 1),
+                lambda: self._send(destination, channel, seq, batch, attempt + 1),
+            )
+            return
+        if result == RAISED:
+            print(
+                f"rayisolates: delivering to {destination} failed: {error!r}; "
+                f"{len(batch)} message(s) dropped",
+                file=sys.stderr,
+            )
         with self._lock:
-            channel.in_flight -= 1
-            if isinstance(error, ray_errors.RayActorError):
-                # The destination isolate is gone: what is sent to it is dropped, as in Dart.
+            channel.in_flight.pop(seq, None)
+            if result == DEAD:
                 channel.dead = True
                 channel.pending.clear()
-            batch = self._take(destination, channel)
-            settled = self._settled
-        if batch is not None:
-            self._send(destination, channel, *batch)
-        if settled is not None:
-            self._loop.call_soon_threadsafe(settled.set)
+                channel.in_flight.clear()
+            following = self._next_batch(channel)
+            watchers = list(self._watchers)
+        if following is not None:
+            self._send(destination, channel, *following, attempt=1)
+        for wake in watchers:
+            wake()
 
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
+        """Whether anything sent so far is still queued or in flight to a live destination."""
         with self._lock:
             return any(
                 (channel.pending or channel.in_flight) and not channel.dead
@@ -238,22 +178,38 @@ class Outbox:
             )
 
     async def drain(self) -> None:
-        """Wait, on the outbox's loop, until everything sent so far is acknowledged."""
+        """Wait until everything sent so far is delivered (or its destination is dead)."""
+        loop = asyncio.get_running_loop()
         settled = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(settled.set)
+
         with self._lock:
-            self._settled = settled
+            self._watchers.add(wake)
         try:
-            while self._busy():
+            while self.busy():
                 settled.clear()
                 await settled.wait()
         finally:
             with self._lock:
-                self._settled = None
+                self._watchers.discard(wake)
+
+    def is_dead(self, destination: str) -> bool:
+        """Whether ``destination`` is known to have ended."""
+        with self._lock:
+            channel = self._channels.get(destination)
+            return channel is not None and channel.dead
 
     def forget(self, destination: str) -> None:
-        """Drop the channel to an isolate known to have ended."""
+        """Drop the channel to a destination that has ended."""
         with self._lock:
             channel = self._channels.pop(destination, None)
-            self._handoffs.pop(destination, None)
             if channel is not None:
                 channel.dead = True
+                channel.pending.clear()
+
+    def destinations(self) -> int:
+        """How many channels this outbox keeps."""
+        with self._lock:
+            return len(self._channels)

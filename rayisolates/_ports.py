@@ -1,4 +1,4 @@
-"""Ports: ``SendPort`` (the address) and ``ReceivePort``/``RawReceivePort`` (the mailbox).
+"""Receive ports: ``ReceivePort`` and ``RawReceivePort``, the mailboxes of an isolate.
 
 A receive port belongs to the isolate that created it and is consumed on an
 asyncio event loop of that isolate: in a spawned isolate, its own loop; in the
@@ -15,69 +15,23 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
+
+from ._context import current
+from ._sendport import SendPort
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["RawReceivePort", "ReceivePort", "SendPort"]
+__all__ = ["RawReceivePort", "ReceivePort", "SendPort"]  # SendPort re-exported
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class SendPort(Generic[T]):
-    """Sends messages to the :class:`ReceivePort` it was made from, in any isolate.
-
-    A ``SendPort`` is an address: it can travel inside messages to any isolate
-    on any node and keeps working there; ``==`` and ``hash`` identify the
-    port, also after travelling.
-    """
-
-    isolate_id: str
-    port_id: int
-    route: Any = field(repr=False)  # what delivers to the owning isolate (a Ray actor handle)
-
-    __module__ = "rayisolates"
-
-    def send(self, message: T) -> None:
-        """Send ``message`` to the port; never blocks, fire and forget.
-
-        The message is copied now (pickled; large ones go to Ray's object
-        store), so later changes by the sender are not seen by the receiver.
-        Messages from one isolate to one port arrive in the order sent,
-        exactly once. Sending to a closed port, or to an isolate that has
-        ended, silently drops the message, as in Dart.
-
-        Raises:
-            TypeError: ``message`` holds something that cannot be sent (a
-                lock, socket, open file, generator, ``ReceivePort``, ...);
-                the error names it. Nothing is delivered and the port keeps
-                working.
-        """
-        from ._context import current
-
-        current().send(self, message)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SendPort):
-            return NotImplemented
-        return (self.isolate_id, self.port_id) == (other.isolate_id, other.port_id)
-
-    def __hash__(self) -> int:
-        return hash((self.isolate_id, self.port_id))
-
-    def __reduce__(self) -> tuple[type[SendPort[Any]], tuple[str, int, Any]]:
-        return (SendPort, (self.isolate_id, self.port_id, self.route))
 
 
 class _Port(Generic[T]):
     """What both receive ports share: registration, delivery, closing."""
 
     def __init__(self, debug_name: str | None, keep_alive: bool) -> None:
-        from ._context import current
-
         self.debug_name = debug_name
         self._context = current()
         self._lock = threading.Lock()

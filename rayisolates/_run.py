@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import ray
 from ray import cloudpickle
 
-from ._context import SendOnlyContext, peek
+from ._context import peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._options import TASK_OPTIONS, check_options
@@ -51,7 +51,7 @@ def _execute(fn: Callable[..., Any], *args: Any) -> Any:
         raise _portable(error) from None
     finally:
         context = peek()
-        if isinstance(context, SendOnlyContext):
+        if context is not None:
             context.flush()
 
 

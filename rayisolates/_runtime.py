@@ -66,7 +66,7 @@ def init(
     if isolate_pool:
         from ._context import current
 
-        ray.get(current().supervisor_handle().fill_pool.remote())
+        ray.get(current().sender.supervisor().fill_pool.remote())
 
 
 def ensure_started() -> None:

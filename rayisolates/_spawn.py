@@ -19,8 +19,9 @@ from ._context import current
 from ._errors import IsolateSpawnException
 from ._future import IsolateFuture
 from ._options import ACTOR_OPTIONS, check_options
-from ._ports import SendPort
-from ._supervisor import SpawnRequest
+from ._rpc import call, fire
+from ._sendport import SendPort
+from ._wire import Encoded, KillNow, SpawnRequest, new_id
 
 if TYPE_CHECKING:
     from ._isolate import Isolate
@@ -33,7 +34,7 @@ def _check_port(port: Any, name: str, action: str) -> None:
         raise TypeError(f"{action}: {name} must be a SendPort or None, got {port!r}")
 
 
-def _encoded_message(message: Any, action: str) -> tuple[int, Any, Any]:
+def _encoded_message(message: Any, action: str) -> Encoded:
     try:
         return encode(message, action)
     except TypeError as error:
@@ -42,12 +43,22 @@ def _encoded_message(message: Any, action: str) -> tuple[int, Any, Any]:
 
 def _submit(request: SpawnRequest) -> IsolateFuture[Isolate]:
     context = current()
-    reference = context.supervisor_handle().spawn.remote(request)
-    reference.future().add_done_callback(
-        lambda done: None if done.exception() else context.spawned(done.result())
+    supervisor = context.sender.supervisor()
+    spawning = call(lambda: fire(supervisor.spawn, request))  # repeated: one isolate per spawn_id
+    spawning.add_done_callback(
+        lambda done: None if done.exception() else context.runtime.spawned(done.result())
     )
+
+    def end_late_isolate() -> None:
+        if not spawning.cancelled() and spawning.exception() is None:
+            isolate: Isolate = spawning.result()
+            assert isolate.terminate_capability is not None
+            context.supervise(
+                KillNow(isolate.control_port.isolate_id, isolate.terminate_capability)
+            )
+
     name = request.debug_name or request.uri or "isolate"
-    return IsolateFuture(reference, what=f"spawning {name}", force_cancel=False)
+    return IsolateFuture._of_call(spawning, f"spawning {name}", end_late_isolate)
 
 
 def _spawn(
@@ -67,6 +78,7 @@ def _spawn(
     _check_port(on_exit, "on_exit", action)
     _check_port(on_error, "on_error", action)
     request = SpawnRequest(
+        spawn_id=new_id("spawn"),
         entry=entry,
         uri=uri,
         args=args,

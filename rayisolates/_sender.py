@@ -1,0 +1,97 @@
+"""Where an isolate's messages and control records go.
+
+A message to one of the isolate's own ports stays in the process
+(``_local``); in a spawned isolate, one to the main isolate waits for the
+driver (``_mainlink``); every other goes through the outbox, over Ray.
+Control records travel in an outbox of their own, in order per destination;
+those for the isolate itself act on its loop directly, and those the
+supervisor handles (exit listeners, immediate kills) go to the supervisor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._local import LocalChannel
+from ._mainlink import HostLink
+from ._outbox import Outbox
+from ._wire import SUPERVISOR, Control, Encoded, Item
+
+if TYPE_CHECKING:
+    from ._sendport import SendPort
+
+__all__ = ["Sender"]
+
+
+class Sender:
+    """Routes what one isolate sends; thread-safe.
+
+    Args:
+        isolate_id: The sending isolate.
+        outbox: Messages to other isolates, over Ray.
+        controls: Control records to other isolates and the supervisor.
+        supervisor: The supervisor's actor handle (looked up when first needed).
+        local: Messages to the isolate's own ports (``None``: it has none).
+        main: ``(main_id, link)`` in a spawned isolate: messages for the main isolate.
+        apply_locally: Acts on a control record for the isolate itself.
+    """
+
+    def __init__(
+        self,
+        isolate_id: str,
+        outbox: Outbox[Item],
+        controls: Outbox[Control],
+        supervisor: Callable[[], Any],
+        local: LocalChannel | None = None,
+        main: tuple[str, HostLink] | None = None,
+        apply_locally: Callable[[Control], None] | None = None,
+    ) -> None:
+        self.isolate_id = isolate_id
+        self.outbox = outbox
+        self.controls = controls
+        self._supervisor = supervisor
+        self._local = local
+        self._main_id: str | None = None
+        self._main_link: HostLink | None = None
+        if main is not None:
+            self._main_id, self._main_link = main
+        self._apply_locally = apply_locally
+        self.sent_messages = 0
+
+    def send(self, port: SendPort[Any], encoded: Encoded) -> None:
+        """Queue one encoded message for ``port``."""
+        item: Item = (port.port_id, *encoded)
+        destination = port.isolate_id
+        self.sent_messages += 1
+        if destination == self.isolate_id and self._local is not None:
+            self._local.add(item)
+        elif destination == self._main_id and self._main_link is not None:
+            self._main_link.add(item)
+        else:
+            self.outbox.add(destination, port.route, item)
+
+    def control(self, control_port: SendPort[Any], record: Control) -> None:
+        """Send ``record`` to the isolate that owns ``control_port``."""
+        if control_port.isolate_id == self.isolate_id and self._apply_locally is not None:
+            self._apply_locally(record)
+        else:
+            self.controls.add(control_port.isolate_id, control_port.route, record)
+
+    def supervisor(self) -> Any:
+        """The supervisor's actor handle."""
+        return self._supervisor()
+
+    def supervise(self, record: Control) -> None:
+        """Send ``record`` to the supervisor, in order with this isolate's other records."""
+        self.controls.add(SUPERVISOR, self._supervisor(), record)
+
+    def busy(self) -> bool:
+        """Whether anything sent over Ray is still queued or in flight."""
+        return self.outbox.busy() or self.controls.busy()
+
+    async def drain(self) -> None:
+        """Wait until everything sent over Ray so far is delivered (or undeliverable)."""
+        while self.busy():
+            await self.outbox.drain()
+            await self.controls.drain()
