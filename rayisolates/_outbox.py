@@ -134,6 +134,12 @@ class Outbox(Generic[T]):
             )
         )
 
+    def _retry(
+        self, destination: str, channel: _Channel[T], seq: int, batch: list[T], attempt: int
+    ) -> None:
+        if not channel.dead:  # found dead (or forgotten) while the retry waited
+            self._send(destination, channel, seq, batch, attempt)
+
     def _completed(
         self,
         destination: str,
@@ -147,7 +153,7 @@ class Outbox(Generic[T]):
         if result == RETRY and not channel.dead:
             self._schedule(
                 backoff(attempt + 1),
-                lambda: self._send(destination, channel, seq, batch, attempt + 1),
+                lambda: self._retry(destination, channel, seq, batch, attempt + 1),
             )
             return
         if result == RAISED:

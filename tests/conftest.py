@@ -60,7 +60,14 @@ def cluster() -> Iterator[Cluster]:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
+def _ray_unless_unit(request: pytest.FixtureRequest) -> None:
+    """Every test outside ``tests/unit/`` runs against the session's Ray."""
+    if "unit" not in request.node.path.parts:
+        request.getfixturevalue("ray_runtime")
+
+
+@pytest.fixture(scope="session")
 def ray_runtime(cluster: Cluster) -> Iterator[dict[str, Any]]:
     """The driver's connection to the session cluster, and facts tests compare against."""
     rayisolates.init(address=cluster.address)
