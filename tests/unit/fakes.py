@@ -15,11 +15,13 @@ from ray import exceptions as ray_errors
 
 
 def unavailable() -> BaseException:
-    return ray_errors.ActorUnavailableError("the actor is temporarily unavailable", None)
+    error: BaseException = ray_errors.ActorUnavailableError("temporarily unavailable", None)
+    return error
 
 
 def died() -> BaseException:
-    return ray_errors.ActorDiedError()
+    error: BaseException = ray_errors.ActorDiedError()
+    return error
 
 
 @dataclass

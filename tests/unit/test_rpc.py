@@ -61,7 +61,11 @@ def test_call_gives_up_on_a_dead_actor() -> None:
 def test_later_runs_callbacks_after_their_delay_in_order() -> None:
     done: list[int] = []
     finished = concurrent.futures.Future[None]()
-    _rpc.later(0.05, lambda: done.append(2) or finished.set_result(None))
+    def second() -> None:
+        done.append(2)
+        finished.set_result(None)
+
+    _rpc.later(0.05, second)
     _rpc.later(0.01, lambda: done.append(1))
     finished.result(2)
     assert done == [1, 2]
