@@ -36,7 +36,7 @@ from ._mainlink import DriverLinks
 from ._outbox import Outbox
 from ._porttable import PortTable
 from ._receiver import Receiver
-from ._rpc import RETRY, acall, fire, outcome, transmit_controls
+from ._rpc import RETRY, acall, fire, outcome, transmit_controls, when_done
 from ._runtime import settings
 from ._sender import Sender
 from ._supervisor import Supervisor
@@ -171,7 +171,7 @@ class MainRuntime:
             elif outcome(error) == RETRY:
                 self.links.failed(destination)
 
-        future.add_done_callback(replied)
+        when_done(future, replied)
         return future
 
     # The runtime -------------------------------------------------------------------------

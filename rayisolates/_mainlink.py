@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._rpc import DEAD, RETRY, backoff, later, outcome
+from ._rpc import DEAD, RETRY, OnDone, backoff, later, outcome, soon, when_done
 from ._wire import ENDED, Item, LinkAnswer
 
 __all__ = [
@@ -247,6 +247,9 @@ class DriverLinks:
         poll: Makes one poll call; see :data:`Poll`.
         ended: Called once an isolate has ended or died (forget its state).
         schedule: Runs a callback after a delay (polls back off after failures).
+        on_done: Runs a callback once a poll's future is done (off Ray's thread).
+        start: Runs the first poll of an isolate (off Ray's thread: ``watch``
+            may be called from there).
     """
 
     def __init__(
@@ -256,12 +259,16 @@ class DriverLinks:
         poll: Poll,
         ended: Callable[[str], None],
         schedule: Callable[[float, Callable[[], None]], None] = later,
+        on_done: OnDone = when_done,
+        start: Callable[[Callable[[], None]], None] = soon,
     ) -> None:
         self._received = received
         self._accept = accept
         self._poll_call = poll
         self._ended = ended
         self._schedule = schedule
+        self._on_done = on_done
+        self._start = start
         self._lock = threading.Lock()
         self._links: dict[str, _Link] = {}
 
@@ -271,7 +278,7 @@ class DriverLinks:
             if isolate_id in self._links:
                 return
             link = self._links[isolate_id] = _Link(route)
-        self._poll(isolate_id, link, attempt=1)
+        self._start(lambda: self._poll(isolate_id, link, attempt=1))
 
     def arguments(self, isolate_id: str) -> tuple[int, int | None]:
         """``(ack, resend_from)`` for a call to ``isolate_id`` that may carry batches back."""
@@ -309,7 +316,7 @@ class DriverLinks:
         except Exception:  # Ray is gone: nobody is left to poll
             self._drop(isolate_id)
             return
-        future.add_done_callback(lambda done: self._polled(isolate_id, link, attempt, done))
+        self._on_done(future, lambda done: self._polled(isolate_id, link, attempt, done))
 
     def _polled(
         self, isolate_id: str, link: _Link, attempt: int, done: concurrent.futures.Future[Any]

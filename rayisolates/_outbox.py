@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from ._rpc import DEAD, RAISED, RETRY, backoff, later, outcome
+from ._rpc import DEAD, RAISED, RETRY, OnDone, backoff, later, outcome, when_done
 
 __all__ = ["MAX_IN_FLIGHT", "Outbox", "Transmit"]
 
@@ -74,6 +74,7 @@ class Outbox(Generic[T]):
         transmit: Makes one call carrying one batch; see :data:`Transmit`.
         window: How many batches to one destination may be in flight.
         schedule: Runs a callback after a delay (retries back off).
+        on_done: Runs a callback once a call's future is done (off Ray's thread).
     """
 
     def __init__(
@@ -83,11 +84,13 @@ class Outbox(Generic[T]):
         *,
         window: int = MAX_IN_FLIGHT,
         schedule: Later = later,
+        on_done: OnDone = when_done,
     ) -> None:
         self.sender_id = sender_id
         self._transmit = transmit
         self._window = window
         self._schedule = schedule
+        self._on_done = on_done
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel[T]] = {}
         self._watchers: set[Callable[[], None]] = set()
@@ -123,7 +126,8 @@ class Outbox(Generic[T]):
         except Exception as error:  # Ray is gone (shutdown): nothing can be delivered
             self._completed(destination, channel, seq, batch, attempt, error)
             return
-        future.add_done_callback(
+        self._on_done(
+            future,
             lambda done: self._completed(
                 destination,
                 channel,
@@ -131,7 +135,7 @@ class Outbox(Generic[T]):
                 batch,
                 attempt,
                 None if done.cancelled() else done.exception(),
-            )
+            ),
         )
 
     def _retry(

@@ -12,6 +12,12 @@ Ray reports a failed actor call in one of two ways that matter here:
 :func:`outcome` sorts a finished call into ``DELIVERED``, ``RETRY``, ``DEAD``
 or ``RAISED`` (the method itself raised); :func:`call` repeats a call until
 it is delivered or its actor is dead, backing off between attempts.
+
+One rule for every completion: no code of ours runs on Ray's own callback
+thread. Submitting a call from there can block that thread inside Ray's
+core worker for good (seen here: ``submit_actor_task`` never returned, and
+every reply to the process stopped). :func:`when_done` hands completions
+to a thread of ours, in the order Ray reports them.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import concurrent.futures
 import contextlib
 import heapq
 import itertools
+import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -38,10 +46,13 @@ __all__ = [
     "call",
     "fire",
     "forget",
+    "inline",
     "later",
     "outcome",
+    "soon",
     "transmit_batch",
     "transmit_controls",
+    "when_done",
 ]
 
 DELIVERED, RETRY, DEAD, RAISED = "delivered", "retry", "dead", "raised"
@@ -105,6 +116,49 @@ class _Scheduler:
 _scheduler = _Scheduler()
 
 
+class _Completions:
+    """One daemon thread running completion callbacks in the order they arrive."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def put(self, callback: Callable[[], None]) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="rayisolates-completions", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(callback)
+
+    def _run(self) -> None:
+        while True:
+            callback = self._queue.get()
+            try:
+                callback()
+            except Exception:  # a bug of ours: say so, and keep serving the others
+                traceback.print_exc()
+
+
+_completions = _Completions()
+
+# when_done(future, callback): run callback(future) once it is done, off Ray's thread.
+OnDone = Callable[[concurrent.futures.Future[Any], Callable[[Any], None]], None]
+
+
+def when_done(future: concurrent.futures.Future[Any], callback: Callable[[Any], None]) -> None:
+    """Run ``callback(future)`` once ``future`` is done, on the completions thread."""
+    future.add_done_callback(lambda done: _completions.put(lambda: callback(done)))
+
+
+def inline(future: concurrent.futures.Future[Any], callback: Callable[[Any], None]) -> None:
+    """Run ``callback(future)`` on whatever thread completes it (only for futures not Ray's)."""
+    future.add_done_callback(callback)
+
+
 def later(delay: float, callback: Callable[[], None]) -> None:
     """Run ``callback`` on the retry thread after ``delay`` seconds (at once if 0)."""
     if delay <= 0:
@@ -114,7 +168,7 @@ def later(delay: float, callback: Callable[[], None]) -> None:
 
 
 def call(
-    make: Callable[[], concurrent.futures.Future[Any]],
+    make: Callable[[], concurrent.futures.Future[Any]], on_done: OnDone = when_done
 ) -> concurrent.futures.Future[Any]:
     """Run ``make()`` (which fires one call) until it is delivered or its actor is dead.
 
@@ -130,7 +184,7 @@ def call(
         if result.done():
             return
         try:
-            make().add_done_callback(finished)
+            on_done(make(), finished)
         except Exception as error:  # submitting itself failed (Ray shut down)
             result.set_exception(error)
 
@@ -165,6 +219,11 @@ def transmit_controls(
     isolate's control port), so every ``control`` call names its destination.
     """
     return fire(route.control, destination, sender, seq, batch)
+
+
+def soon(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the completions thread (for calls wanted from Ray's thread)."""
+    _completions.put(callback)
 
 
 def forget(method: Any, *args: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from rayisolates._inbox import Inbox
 from rayisolates._mainlink import DriverLinks, HostLink
+from rayisolates._rpc import inline
 from rayisolates._wire import ENDED, Item, LinkAnswer
 
 from .fakes import died, unavailable
@@ -149,6 +150,8 @@ class Driver:
             poll=self.poll,
             ended=lambda isolate_id: self.ended.set(),
             schedule=lambda delay, callback: threading.Timer(delay, callback).start(),
+            on_done=inline,
+            start=lambda first_poll: first_poll(),
         )
 
     def received(self, isolate_id: str) -> int:
@@ -228,6 +231,10 @@ def test_random_traffic_over_a_lossy_link_arrives_once_in_order(seed: int) -> No
     assert driver.links.watched() == 0
 
 
+def now(callback: Any) -> None:
+    callback()
+
+
 def test_a_dead_isolate_stops_being_polled() -> None:
     ended = threading.Event()
     calls: list[concurrent.futures.Future[Any]] = []
@@ -237,7 +244,9 @@ def test_a_dead_isolate_stops_being_polled() -> None:
         calls.append(future)
         return future
 
-    links = DriverLinks(lambda i: -1, lambda *a: None, poll, lambda i: ended.set())
+    links = DriverLinks(
+        lambda i: -1, lambda *a: None, poll, lambda i: ended.set(), on_done=inline, start=now
+    )
     links.watch("iso", None)
     links.watch("iso", None)  # already watched: no second poll
     assert len(calls) == 1
@@ -255,7 +264,9 @@ def test_an_unavailable_isolate_is_polled_again_asking_to_resend() -> None:
         calls.append(future)
         return future
 
-    links = DriverLinks(lambda i: 4, lambda *a: None, poll, lambda i: None, lambda d, cb: cb())
+    links = DriverLinks(
+        lambda i: 4, lambda *a: None, poll, lambda i: None, lambda d, cb: cb(), inline, now
+    )
     links.watch("iso", None)
     calls[0].set_exception(unavailable())
     calls[1].set_result(LinkAnswer())

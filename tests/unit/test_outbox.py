@@ -9,13 +9,17 @@ import pytest
 
 from rayisolates._inbox import Inbox
 from rayisolates._outbox import MAX_IN_FLIGHT, Outbox
+from rayisolates._rpc import inline
 
 from .fakes import Call, Calls, Later, died, unavailable
 
 
 def make(window: int = MAX_IN_FLIGHT) -> tuple[Outbox[int], Calls, Later]:
     calls, later = Calls(), Later()
-    return Outbox("me", calls.transmit, window=window, schedule=later), calls, later
+    outbox: Outbox[int] = Outbox(
+        "me", calls.transmit, window=window, schedule=later, on_done=inline
+    )
+    return outbox, calls, later
 
 
 def test_a_lone_message_leaves_at_once() -> None:

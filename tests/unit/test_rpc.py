@@ -61,6 +61,7 @@ def test_call_gives_up_on_a_dead_actor() -> None:
 def test_later_runs_callbacks_after_their_delay_in_order() -> None:
     done: list[int] = []
     finished = concurrent.futures.Future[None]()
+
     def second() -> None:
         done.append(2)
         finished.set_result(None)
