@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(BIN)/pytest
+
+# The long chaos run: 200 isolates all-to-all, random SIGKILLs (SOAK_ISOLATES,
+# SOAK_ROUNDS, SOAK_KILLS, SOAK_SEED change it). Needs about 20 GB of memory.
+soak: $(VENV)/.installed-test
+	$(BIN)/pytest -m soak -s -p no:cacheprovider tests/test_chaos.py
 
 bench: $(VENV)/.installed-test
 	$(BIN)/rayisolates bench

@@ -3,7 +3,7 @@
 For every pair of survivors nothing is lost, repeated or reordered; from a
 killed sender a survivor gets a clean prefix; every isolate's exit listener
 fires exactly once. ``make soak`` runs the long version (``SOAK_ISOLATES``,
-``SOAK_ROUNDS``, ``SOAK_KILLS``).
+``SOAK_ROUNDS``, ``SOAK_KILLS``, ``SOAK_SEED``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from . import chaos_entries
 from .support import run
 
 MAIN = "main"
+Counts = dict[str, dict[str, int]]  # sender -> target -> messages sent
 
 
 @dataclass
@@ -44,84 +45,92 @@ class Member:
     inbox: SendPort[Any]
 
 
+class MainInbox:
+    """The main isolate's share of the traffic, checked as it arrives."""
+
+    def __init__(self) -> None:
+        self.port: ReceivePort[tuple[str, int]] = ReceivePort("chaos-main")
+        self.received: collections.Counter[str] = collections.Counter()
+        self.violations: list[str] = []
+        self.expected: dict[str, int] = {}
+        self.complete = asyncio.Event()
+        self.port.listen(self._arrived)
+
+    def _arrived(self, message: tuple[str, int]) -> None:
+        sender, n = message
+        if n != self.received[sender]:
+            self.violations.append(f"{sender} -> main: got {n}, not {self.received[sender]}")
+        self.received[sender] = max(self.received[sender], n + 1)
+        self._check()
+
+    def _check(self) -> None:
+        if self.expected and all(self.received[s] >= n for s, n in self.expected.items()):
+            self.complete.set()
+
+    async def expect(self, expected: dict[str, int]) -> None:
+        self.expected = expected
+        self._check()
+        await asyncio.wait_for(self.complete.wait(), 120)
+
+
 async def spawn_members(
     count: int, control: ReceivePort[Any], exits: ReceivePort[Any]
 ) -> dict[str, Member]:
     names = [f"c{i}" for i in range(count)]
     isolates: dict[str, Isolate] = {}
     for start in range(0, count, 20):  # in waves: Ray starts worker processes gradually
-        batch = names[start : start + 20]
+        wave = names[start : start + 20]
         spawned = await asyncio.gather(
             *(
-                Isolate.spawn(
-                    chaos_entries.member,
-                    (control.send_port, name),
-                    on_exit=None,
-                    debug_name=name,
-                )
-                for name in batch
+                Isolate.spawn(chaos_entries.member, (control.send_port, name), debug_name=name)
+                for name in wave
             )
         )
-        for name, isolate in zip(batch, spawned, strict=True):
+        for name, isolate in zip(wave, spawned, strict=True):
             isolate.add_on_exit_listener(exits.send_port, name)
             isolates[name] = isolate
     members = {}
     for _ in names:
-        _, name, pid, commands, inbox = await anext(control)
+        _, name, pid, commands, inbox = await asyncio.wait_for(anext(control), 120)
         members[name] = Member(isolates[name], pid, commands, inbox)
     return members
 
 
-async def chaos(config: Chaos) -> None:
-    rng = random.Random(config.seed)
-    started = time.perf_counter()
-    control: ReceivePort[Any] = ReceivePort("chaos-control")
-    exits: ReceivePort[Any] = ReceivePort("chaos-exits")
-    main_inbox: ReceivePort[tuple[str, int]] = ReceivePort("chaos-main")
-    main_received: collections.Counter[str] = collections.Counter()
-    main_violations: list[str] = []
-    expected_main: dict[str, int] = {}
-    complete = asyncio.Event()
-
-    def check_main() -> None:
-        if expected_main and all(main_received[s] >= n for s, n in expected_main.items()):
-            complete.set()
-
-    def arrived(message: tuple[str, int]) -> None:
-        sender, n = message
-        if n != main_received[sender]:
-            main_violations.append(f"{sender} -> main: got {n}, expected {main_received[sender]}")
-        main_received[sender] = max(main_received[sender], n + 1)
-        check_main()
-
-    main_inbox.listen(arrived)
-    members = await spawn_members(config.isolates, control, exits)
-    config.figures["spawned_seconds"] = time.perf_counter() - started
+async def traffic(
+    members: dict[str, Member], main: MainInbox, config: Chaos, rng: random.Random
+) -> tuple[set[str], dict[str, int]]:
+    """Start everyone sending; send from the main isolate too, killing as we go."""
     targets = {name: member.inbox for name, member in members.items()}
-    targets[MAIN] = main_inbox.send_port
+    targets[MAIN] = main.port.send_port
     for member in members.values():
         member.commands.send(("go", targets, config.rounds))
-    # The main isolate sends too, while isolates die around it.
     killed = set(rng.sample(sorted(members), config.kills))
     victims = sorted(killed)
-    main_sent: collections.Counter[str] = collections.Counter()
+    sent: collections.Counter[str] = collections.Counter()
     for round_number in range(config.rounds):
         for name, member in members.items():
-            member.inbox.send((MAIN, main_sent[name]))
-            main_sent[name] += 1
+            member.inbox.send((MAIN, sent[name]))
+            sent[name] += 1
         if victims and rng.random() < 2 * config.kills / config.rounds:
             os.kill(members[victims.pop()].pid, signal.SIGKILL)
         if round_number % 5 == 0:
             await asyncio.sleep(0)
     for victim in victims:
         os.kill(members[victim].pid, signal.SIGKILL)
-    survivors = [name for name in members if name not in killed]
+    return killed, dict(sent)
 
-    # What every survivor sent, and so what each survivor must have received.
-    sent: dict[str, dict[str, int]] = {MAIN: dict(main_sent)}
+
+async def check_survivors(
+    members: dict[str, Member],
+    survivors: list[str],
+    control: ReceivePort[Any],
+    main: MainInbox,
+    sent: Counts,
+) -> None:
+    """Each survivor, and the main isolate, got all that survivors sent it, once, in order."""
     while len(sent) < len(survivors) + 1:
         message = await asyncio.wait_for(anext(control), 120)
-        if message[0] == "sent" and message[1] not in killed:
+        if message[0] == "sent" and message[1] in survivors:
             sent[message[1]] = message[2]
     for name in survivors:
         members[name].commands.send(("expect", {s: counts[name] for s, counts in sent.items()}))
@@ -129,20 +138,19 @@ async def chaos(config: Chaos) -> None:
     while len(reports) < len(survivors):
         message = await asyncio.wait_for(anext(control), 120)
         if message[0] == "report":
-            _, name, received, violations = message
-            reports[name] = (received, violations)
+            reports[message[1]] = (message[2], message[3])
     for name, (received, violations) in reports.items():
         assert violations == [], violations[:5]
         for sender, counts in sent.items():
             assert received.get(sender, 0) == counts[name], f"{sender} -> {name}"
-    complete.clear()
-    expected_main.update({s: counts[MAIN] for s, counts in sent.items() if s != MAIN})
-    check_main()
-    await asyncio.wait_for(complete.wait(), 60)
-    assert main_violations == [], main_violations[:5]
-    config.figures["sent_seconds"] = time.perf_counter() - started
+    await main.expect({s: counts[MAIN] for s, counts in sent.items() if s != MAIN})
+    assert main.violations == [], main.violations[:5]
 
-    # Every isolate's exit listener fires exactly once, killed or not.
+
+async def check_exit_notices(
+    members: dict[str, Member], survivors: list[str], exits: ReceivePort[Any]
+) -> None:
+    """Every isolate's exit listener fires exactly once, killed or not."""
     for name in survivors:
         members[name].commands.send(("stop",))
     ended: collections.Counter[str] = collections.Counter()
@@ -153,19 +161,38 @@ async def chaos(config: Chaos) -> None:
     while (name := await asyncio.wait_for(anext(exits), 60)) != "late":
         ended[name] += 1
     assert set(ended) == set(members) and set(ended.values()) == {1}, ended
-    config.figures.update(
-        messages=sum(sum(counts.values()) for counts in sent.values()),
-        isolates=len(members),
-        killed=len(killed),
-        seconds=time.perf_counter() - started,
-    )
-    for port in (control, exits, main_inbox):
-        port.close()
+
+
+async def chaos(config: Chaos) -> None:
+    started = time.perf_counter()
+    control: ReceivePort[Any] = ReceivePort("chaos-control")
+    exits: ReceivePort[Any] = ReceivePort("chaos-exits")
+    main = MainInbox()
+    try:
+        members = await spawn_members(config.isolates, control, exits)
+        config.figures["spawn_seconds"] = round(time.perf_counter() - started, 1)
+        killed, main_sent = await traffic(members, main, config, random.Random(config.seed))
+        survivors = [name for name in members if name not in killed]
+        sent: Counts = {MAIN: main_sent}
+        await check_survivors(members, survivors, control, main, sent)
+        config.figures["traffic_seconds"] = round(time.perf_counter() - started, 1)
+        await check_exit_notices(members, survivors, exits)
+        config.figures.update(
+            isolates=len(members),
+            killed=len(killed),
+            messages_between_survivors=sum(sum(c.values()) for c in sent.values()),
+            messages_sent_at_most=(config.isolates + 1) ** 2 * config.rounds,
+            seconds=round(time.perf_counter() - started, 1),
+        )
+    finally:
+        for port in (control, exits, main.port):
+            port.close()
 
 
 @pytest.mark.timeout(240)
-def test_all_to_all_traffic_survives_random_kills() -> None:
-    config = Chaos(isolates=8, rounds=400, kills=3, seed=1)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_all_to_all_traffic_survives_random_kills(seed: int) -> None:
+    config = Chaos(isolates=8, rounds=1500, kills=3, seed=seed)
     run(chaos(config), timeout=230)
     print(config.figures)
 
