@@ -56,6 +56,8 @@ async def member(setup: tuple[SendPort[Any], str]) -> None:
         elif command[0] == "expect":
             expected = command[1]
             report_if_complete()
+        elif command[0] == "dump":  # what has arrived so far, for a failure's diagnosis
+            reply.send(("dump", name, dict(received), violations))
         elif command[0] == "stop":
             break
     inbox.close()

@@ -34,6 +34,7 @@ class Chaos:
     rounds: int
     kills: int
     seed: int
+    wait: float = 120.0  # seconds any one step may take
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,10 +68,10 @@ class MainInbox:
         if self.expected and all(self.received[s] >= n for s, n in self.expected.items()):
             self.complete.set()
 
-    async def expect(self, expected: dict[str, int]) -> None:
+    async def expect(self, expected: dict[str, int], wait: float) -> None:
         self.expected = expected
         self._check()
-        await asyncio.wait_for(self.complete.wait(), 120)
+        await asyncio.wait_for(self.complete.wait(), wait)
 
 
 async def spawn_members(
@@ -120,30 +121,59 @@ async def traffic(
     return killed, dict(sent)
 
 
+async def diagnosis(
+    members: dict[str, Member], waiting: list[str], control: ReceivePort[Any], sent: Counts
+) -> str:
+    """What the members still waited on are missing, from what they say has arrived."""
+    for name in waiting:
+        members[name].commands.send(("dump",))
+    lines = []
+    for _ in waiting:
+        try:
+            message = await asyncio.wait_for(anext(control), 30)
+        except TimeoutError:
+            lines.append("no answer to dump")
+            break
+        if message[0] == "dump":
+            _, name, received, violations = message
+            missing = {
+                sender: f"{received.get(sender, 0)} of {counts[name]}"
+                for sender, counts in sent.items()
+                if received.get(sender, 0) != counts[name]
+            }
+            lines.append(f"{name}: missing {missing}, violations {violations[:3]}")
+    return "; ".join(lines)
+
+
 async def check_survivors(
     members: dict[str, Member],
     survivors: list[str],
     control: ReceivePort[Any],
     main: MainInbox,
     sent: Counts,
+    wait: float,
 ) -> None:
     """Each survivor, and the main isolate, got all that survivors sent it, once, in order."""
     while len(sent) < len(survivors) + 1:
-        message = await asyncio.wait_for(anext(control), 120)
+        message = await asyncio.wait_for(anext(control), wait)
         if message[0] == "sent" and message[1] in survivors:
             sent[message[1]] = message[2]
     for name in survivors:
         members[name].commands.send(("expect", {s: counts[name] for s, counts in sent.items()}))
     reports: dict[str, tuple[dict[str, int], list[str]]] = {}
     while len(reports) < len(survivors):
-        message = await asyncio.wait_for(anext(control), 120)
+        try:
+            message = await asyncio.wait_for(anext(control), wait)
+        except TimeoutError:
+            waiting = [name for name in survivors if name not in reports]
+            raise AssertionError(await diagnosis(members, waiting, control, sent)) from None
         if message[0] == "report":
             reports[message[1]] = (message[2], message[3])
     for name, (received, violations) in reports.items():
         assert violations == [], violations[:5]
         for sender, counts in sent.items():
             assert received.get(sender, 0) == counts[name], f"{sender} -> {name}"
-    await main.expect({s: counts[MAIN] for s, counts in sent.items() if s != MAIN})
+    await main.expect({s: counts[MAIN] for s, counts in sent.items() if s != MAIN}, wait)
     assert main.violations == [], main.violations[:5]
 
 
@@ -174,7 +204,7 @@ async def chaos(config: Chaos) -> None:
         killed, main_sent = await traffic(members, main, config, random.Random(config.seed))
         survivors = [name for name in members if name not in killed]
         sent: Counts = {MAIN: main_sent}
-        await check_survivors(members, survivors, control, main, sent)
+        await check_survivors(members, survivors, control, main, sent, config.wait)
         config.figures["traffic_seconds"] = round(time.perf_counter() - started, 1)
         await check_exit_notices(members, survivors, exits)
         config.figures.update(
@@ -202,9 +232,10 @@ def test_all_to_all_traffic_survives_random_kills(seed: int) -> None:
 def test_soak() -> None:
     config = Chaos(
         isolates=int(os.environ.get("SOAK_ISOLATES", "200")),
-        rounds=int(os.environ.get("SOAK_ROUNDS", "25")),
+        rounds=int(os.environ.get("SOAK_ROUNDS", "28")),
         kills=int(os.environ.get("SOAK_KILLS", "20")),
         seed=int(os.environ.get("SOAK_SEED", "7")),
+        wait=900.0,
     )
     run(chaos(config), timeout=7100)
     print("SOAK", config.figures)
