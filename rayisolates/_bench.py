@@ -27,7 +27,7 @@ from ._bench_run import (
 )
 from ._runtime import init, shutdown
 
-__all__ = ["CASES", "bench", "ratio_text"]
+__all__ = ["CASES", "bench", "ratio_text", "value_text"]
 
 # Each case: a context manager (loop, quick) -> Figure, see _bench_figure.
 CASES = [
@@ -109,6 +109,17 @@ def ratio_text(ratio: float) -> str:
     return f"{ratio:.2f}x"
 
 
+def value_text(value: float) -> str:
+    """A measured value as people write it: ``456,789``, ``539``, ``37.9``, ``2.11``, ``0.0354``."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
 def _table(results: Sequence[Result]) -> str:
     lines = [
         "| figure | rayisolates | comparator | comparator median | ratio |",
@@ -118,8 +129,8 @@ def _table(results: Sequence[Result]) -> str:
         medians = result.medians
         for name, ratio in result.ratios.items():
             lines.append(
-                f"| {result.name} | {medians[OURS]:.3g} {result.unit} | {name} | "
-                f"{medians[name]:.3g} {result.unit} | {ratio_text(ratio)} |"
+                f"| {result.name} | {value_text(medians[OURS])} {result.unit} | {name} | "
+                f"{value_text(medians[name])} {result.unit} | {ratio_text(ratio)} |"
             )
     return "\n".join(lines)
 

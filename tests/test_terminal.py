@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rayisolates._bench import ratio_text
+from rayisolates._bench import ratio_text, value_text
 from rayisolates._demo import NO_CHECKOUT, examples_folder
 
 from .support import ROOT, run_python
@@ -101,3 +101,11 @@ def test_demo_from_an_installed_package_says_it_needs_a_checkout(tmp_path: Path)
 )
 def test_ratios_read_as_people_write_them(ratio: float, text: str) -> None:
     assert ratio_text(ratio) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(456_789.4, "456,789"), (538.7, "539"), (37.86, "37.9"), (2.114, "2.11"), (0.03541, "0.0354")],
+)
+def test_values_read_as_people_write_them(value: float, text: str) -> None:
+    assert value_text(value) == text
