@@ -1,12 +1,12 @@
 """Dart's isolate model for Python, running on Ray from a laptop to a cluster."""
 
+from ._api import init, shutdown
 from ._capability import Capability
 from ._errors import IsolateError, IsolateSpawnException, RemoteError
 from ._future import IsolateFuture
 from ._isolate import Isolate
 from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
-from ._runtime import init, shutdown
 from ._transfer import TransferableTypedData
 
 __all__ = [

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ._demo import demo
+from .bench import bench
+
 __all__ = ["main"]
 
 
@@ -29,12 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     arguments = _parser().parse_args(argv)
     if arguments.command == "demo":
-        from ._demo import demo
-
         return demo(address=arguments.address)
     if arguments.command == "bench":
-        from ._bench import bench
-
         return bench(
             quick=arguments.quick,
             json_path=arguments.json,

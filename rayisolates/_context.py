@@ -20,10 +20,10 @@ import ray
 
 from ._capability import Capability
 from ._codec import encode
+from ._connection import ensure_started, on_shutdown
 from ._controls import ControlActions, Errors
 from ._porttable import PortTable, Receiving
 from ._receiver import Receiver
-from ._runtime import ensure_started, on_shutdown
 from ._sender import Sender
 from ._wire import Control, Encoded, supervisor_name
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ray
 
-from ._runtime import init, shutdown
+from ._api import init, shutdown
 
 __all__ = ["EXAMPLES", "NO_CHECKOUT", "demo", "examples_folder"]
 

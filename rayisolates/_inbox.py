@@ -30,7 +30,7 @@ class Inbox(Generic[T]):
     def __init__(self, dispatch: Callable[[list[T]], Any]) -> None:
         self._dispatch = dispatch
         self._expected: dict[str, int] = {}
-        self._held: dict[str, dict[int, list[T]]] = {}
+        self._early: dict[str, dict[int, list[T]]] = {}
 
     def received(self, sender: str) -> int:
         """The last of ``sender``'s batches dispatched in order (-1: none yet)."""
@@ -38,31 +38,31 @@ class Inbox(Generic[T]):
 
     def is_duplicate(self, sender: str, seq: int) -> bool:
         """Whether batch ``seq`` of ``sender`` was dispatched or is held already."""
-        return seq < self._expected.get(sender, 0) or seq in self._held.get(sender, ())
+        return seq < self._expected.get(sender, 0) or seq in self._early.get(sender, ())
 
     def receive(self, sender: str, seq: int, batch: list[T]) -> None:
         """Take batch ``seq`` from ``sender``; dispatch it and any held successors."""
         expected = self._expected.get(sender, 0)
         if seq != expected:
             if seq > expected:
-                self._held.setdefault(sender, {})[seq] = batch
+                self._early.setdefault(sender, {})[seq] = batch
             return
-        held = self._held.get(sender)
+        early = self._early.get(sender)
         while True:
             self._expected[sender] = expected + 1  # before dispatching: a failure must not stall
             self._dispatch(batch)
             expected += 1
-            if not held or expected not in held:
+            if not early or expected not in early:
                 break
-            batch = held.pop(expected)
-        if held is not None and not held:
-            del self._held[sender]
+            batch = early.pop(expected)
+        if early is not None and not early:
+            del self._early[sender]
 
     def forget(self, sender: str) -> None:
         """Drop what is known of ``sender`` (it has ended and sends no more)."""
         self._expected.pop(sender, None)
-        self._held.pop(sender, None)
+        self._early.pop(sender, None)
 
     def senders(self) -> int:
         """How many senders this inbox keeps state for."""
-        return len(self._expected.keys() | self._held.keys())
+        return len(self._expected.keys() | self._early.keys())

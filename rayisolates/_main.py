@@ -28,6 +28,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ._capability import Capability
+from ._connection import settings
 from ._context import Context
 from ._controls import ControlActions, Errors
 from ._local import LocalChannel
@@ -37,7 +38,6 @@ from ._outbox import Outbox
 from ._porttable import PortTable
 from ._receiver import Receiver
 from ._rpc import RETRY, acall, fire, outcome, transmit_controls, when_done
-from ._runtime import settings
 from ._sender import Sender
 from ._supervisor import Supervisor
 from ._wire import Item, PollMe, new_id, supervisor_name

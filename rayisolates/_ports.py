@@ -266,7 +266,7 @@ class RawReceivePort(_Port[T]):
         super().__init__(debug_name, keep_alive=True)
         self._handler = handler
         self._keep_alive = True
-        self._held: list[T] = []
+        self._unhandled: list[T] = []
         self._bind(self._context.consumer_loop())
 
     @property
@@ -277,9 +277,9 @@ class RawReceivePort(_Port[T]):
     @handler.setter
     def handler(self, handler: Callable[[T], object] | None) -> None:
         self._handler = handler
-        if handler is not None and self._held and self._loop is not None:
-            held, self._held = self._held, []
-            self._loop.call_soon_threadsafe(self._accept, held)
+        if handler is not None and self._unhandled and self._loop is not None:
+            unhandled, self._unhandled = self._unhandled, []
+            self._loop.call_soon_threadsafe(self._accept, unhandled)
 
     @property
     def keep_isolate_alive(self) -> bool:
@@ -296,7 +296,7 @@ class RawReceivePort(_Port[T]):
         for index, message in enumerate(messages):
             handler = self._handler
             if handler is None:
-                self._held.extend(messages[index:])
+                self._unhandled.extend(messages[index:])
                 return
             self._context.guarded(handler, message)
 

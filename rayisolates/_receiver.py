@@ -50,7 +50,7 @@ class Receiver:
         self._lock = threading.RLock()  # dispatching may send to ourselves, re-entering
         self._inbox: Inbox[Message] = Inbox(self._dispatch)
         self._pauses: set[Capability] = set()
-        self._held: list[list[Message]] = []
+        self._paused_batches: list[list[Message]] = []
         self._stopped = False
         self.received_messages = 0
 
@@ -120,7 +120,7 @@ class Receiver:
             self._pauses.discard(capability)
             if self._pauses:
                 return False
-            held, self._held = self._held, []
+            held, self._paused_batches = self._paused_batches, []
             for messages in held:
                 self._dispatch(messages)
             return True
@@ -134,7 +134,7 @@ class Receiver:
         """Dispatch nothing more (the isolate is ending)."""
         with self._lock:
             self._stopped = True
-            self._held.clear()
+            self._paused_batches.clear()
 
     # Dispatching (under the lock) -------------------------------------------------
 
@@ -149,7 +149,7 @@ class Receiver:
             messages = [message for message in messages if message[0] != CONTROL_PORT]
         if self._pauses:
             if messages:
-                self._held.append(messages)
+                self._paused_batches.append(messages)
             return
         self.received_messages += len(messages)
         start = 0

@@ -44,8 +44,8 @@ __all__ = [
     "acall",
     "backoff",
     "call",
+    "call_in_background",
     "fire",
-    "forget",
     "inline",
     "later",
     "outcome",
@@ -226,7 +226,7 @@ def soon(callback: Callable[[], None]) -> None:
     _completions.put(callback)
 
 
-def forget(method: Any, *args: Any) -> None:
+def call_in_background(method: Any, *args: Any) -> None:
     """Call ``method`` until it is delivered or its actor is dead; nobody waits for it."""
     call(lambda: fire(method, *args))
 

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import ray
 from ray import cloudpickle
 
+from ._connection import ensure_started
 from ._context import peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._options import TASK_OPTIONS, check_options
-from ._runtime import ensure_started
 from ._sendable import unsendable_part
 
 __all__ = ["compute", "run"]

@@ -37,7 +37,7 @@ from ._host import IsolateHost, host_options
 from ._inbox import Inbox
 from ._isolate import Isolate
 from ._outbox import Outbox
-from ._rpc import acall, forget, transmit_batch, transmit_controls
+from ._rpc import acall, call_in_background, transmit_batch, transmit_controls
 from ._sendport import SendPort
 from ._wire import (
     CONTROL_PORT,
@@ -192,7 +192,7 @@ class Supervisor:
             name = request.debug_name or isolate_id
             raise IsolateSpawnException(f"isolate {name!r} could not start: {cause}") from cause
         self._isolates[isolate_id] = record
-        forget(host.release)
+        call_in_background(host.release)
         asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
         control: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
         return Isolate._handle(control, pause, record.terminate, request.debug_name)

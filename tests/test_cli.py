@@ -30,7 +30,7 @@ def test_demo_runs_every_example_on_the_running_cluster(ray_runtime: dict[str, s
 
 @pytest.mark.timeout(450)
 def test_bench_quick_reports_ratios(ray_runtime: dict[str, str], tmp_path: Path) -> None:
-    from rayisolates._bench import CASES
+    from rayisolates.bench import CASES
 
     report, chart = tmp_path / "bench.json", tmp_path / "bench.png"
     output = cli(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rayisolates._bench import ratio_text, value_text
 from rayisolates._demo import NO_CHECKOUT, examples_folder
+from rayisolates.bench import ratio_text, value_text
 
 from .support import ROOT, run_python
 

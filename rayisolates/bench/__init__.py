@@ -1,5 +1,10 @@
 """``rayisolates bench``: rayisolates next to what users would write instead.
 
+A client of the library like any other (it imports the public API); its
+cases live beside it (``running``, ``ports``, ``data``), and what runs inside
+isolates and raw Ray actors in ``entries``, which workers import by
+reference.
+
 Every figure is measured for rayisolates and its comparators interleaved in
 one run (A, B, A, B, ...), so a noisy machine slows both alike; the report
 gives medians and the ratio to each comparator, never one time alone.
@@ -15,21 +20,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._bench_data import exit_large_array, port_large_array, run_over_large_array
-from ._bench_figure import OURS, Figure
-from ._bench_ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
-from ._bench_run import (
+from rayisolates import init, shutdown
+
+from .data import exit_large_array, port_large_array, run_over_large_array
+from .figure import OURS, Figure
+from .ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
+from .running import (
     idle_memory,
     run_round_trip,
     run_throughput,
     spawn_first_message,
     spawn_from_pool,
 )
-from ._runtime import init, shutdown
 
 __all__ = ["CASES", "bench", "ratio_text", "value_text"]
 
-# Each case: a context manager (loop, quick) -> Figure, see _bench_figure.
+# Each case: a context manager (loop, quick) -> Figure, see figure.py.
 CASES = [
     run_round_trip,
     run_throughput,

@@ -13,8 +13,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayisolates import Isolate, ReceivePort, RemoteError, SendPort, TransferableTypedData
 
-from . import entries
-from .support import in_object_store, run
+from .. import entries
+from ..support import in_object_store, run
 
 MB = 1024 * 1024
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import ray
 
-from . import _bench_entries as entries
-from ._bench_figure import OURS, Figure, actor, milliseconds
-from ._isolate import Isolate
-from ._ports import ReceivePort
+from rayisolates import Isolate, ReceivePort
+
+from . import entries
+from .figure import OURS, Figure, actor, milliseconds
 
 __all__ = [
     "idle_memory",

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import ray
 
-from . import _bench_entries as entries
-from ._bench_figure import OURS, Figure, actor
-from ._isolate import Isolate
-from ._ports import ReceivePort, SendPort
+from rayisolates import Isolate, ReceivePort, SendPort
+
+from . import entries
+from .figure import OURS, Figure, actor
 
 __all__ = ["exit_large_array", "port_large_array", "run_over_large_array"]
 

@@ -15,10 +15,10 @@ from typing import Any
 import ray
 from ray.util.queue import Queue
 
-from . import _bench_entries as entries
-from ._bench_figure import OURS, Figure, actor
-from ._isolate import Isolate
-from ._ports import ReceivePort, SendPort
+from rayisolates import Isolate, ReceivePort, SendPort
+
+from . import entries
+from .figure import OURS, Figure, actor
 
 __all__ = ["crash_notice", "ping_pong", "throughput_four_senders", "throughput_one_sender"]
 

@@ -18,7 +18,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from .support import ROOT, run_python
+from ..support import ROOT, run_python
 
 SCRIPT = ROOT / "cluster" / "ray-cluster.sh"
 RAY = Path(sys.executable).with_name("ray")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import ray
 
-from ._isolate import Isolate
-from ._ports import ReceivePort, SendPort
+from rayisolates import Isolate, ReceivePort, SendPort
 
 
 async def echo(reply: SendPort[Any]) -> None:
@@ -144,8 +144,6 @@ _prepared: Any = None
 
 def prepare(count: int) -> None:
     """ProcessPoolExecutor initializer: an array to hand back later."""
-    import numpy as np
-
     global _prepared
     _prepared = np.ones(count, dtype=np.int64)
 
@@ -157,8 +155,6 @@ def give() -> Any:
 
 async def exit_when_told(job: tuple[SendPort[Any], int]) -> None:
     """Make an array, send our port, and on any message exit with the array."""
-    import numpy as np
-
     reply, count = job
     array = np.ones(count, dtype=np.int64)
     port: ReceivePort[Any] = ReceivePort("bench-exit")
@@ -187,8 +183,6 @@ class RawArrays:
     """The raw-Ray comparator for large data: an actor holding or taking arrays."""
 
     def prepare(self, count: int) -> None:
-        import numpy as np
-
         self.array = np.ones(count, dtype=np.int64)
 
     def give(self) -> Any:
