@@ -17,6 +17,55 @@ from rayisolates import ReceivePort, SendPort
 Message = tuple[str, str, int]
 
 
+class _Member:
+    """Recording ports, and the commands that drive one member."""
+
+    def __init__(self, reply: SendPort[Any], name: str, port_count: int) -> None:
+        self.reply, self.name, self.port_count = reply, name, port_count
+        self.records: dict[int, list[Message]] = {}
+        self.expected: dict[int, int] | None = None
+        self.ports: list[ReceivePort[Message]] = []
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.commands: ReceivePort[Any] = ReceivePort(f"{name}.commands")
+
+    def check(self) -> None:
+        expected = self.expected
+        if expected is not None and all(len(self.records[i]) >= n for i, n in expected.items()):
+            self.expected = None
+            self.reply.send(("complete", self.name, self.records))
+
+    def recorder(self, index: int) -> Any:
+        def record(message: Message) -> None:
+            self.records[index].append(message)
+            self.check()
+
+        return record
+
+    def start_afresh(self) -> None:
+        """Close the ports, open new ones, forget everything; announce the new ports."""
+        for old in self.ports:
+            old.close()
+        self.ports = []
+        self.counters.clear()
+        self.expected = None
+        for index in range(self.port_count):
+            self.records[index] = []
+            port: ReceivePort[Message] = ReceivePort(f"{self.name}.p{index}")
+            port.listen(self.recorder(index))
+            self.ports.append(port)
+        ports = [port.send_port for port in self.ports]
+        self.reply.send(("ready", self.name, self.commands.send_port, ports))
+
+    async def send(self, target: SendPort[Any], key: str, count: int, style: str) -> None:
+        for j in range(count):
+            target.send((self.name, key, self.counters[key]))
+            self.counters[key] += 1
+            if style == "yield" and j % 7 == 0:
+                await asyncio.sleep(0)
+            elif style == "busy" and j % 50 == 49:
+                time.sleep(0.002)
+
+
 async def member(setup: tuple[SendPort[Any], str, int]) -> None:
     """Open ``port_count`` recording ports, announce them, then follow commands.
 
@@ -25,55 +74,28 @@ async def member(setup: tuple[SendPort[Any], str, int]) -> None:
     "busy"); ``("busy", seconds)`` blocks the event loop; ``("close", i)``
     closes port ``i``; ``("expect", {i: count})`` answers ``("complete",
     name, records)`` once port ``i`` holds ``count`` messages, for every
-    ``i``; ``("stop",)`` ends.
+    ``i``; ``("reset",)`` starts afresh with new ports (announced again);
+    ``("dump",)`` answers what has arrived so far; ``("stop",)`` ends.
     """
-    reply, name, port_count = setup
-    records: dict[int, list[Message]] = {i: [] for i in range(port_count)}
-    expected: dict[int, int] | None = None
-    ports: list[ReceivePort[Message]] = []
-
-    def check() -> None:
-        nonlocal expected
-        if expected is not None and all(len(records[i]) >= n for i, n in expected.items()):
-            expected = None
-            reply.send(("complete", name, records))
-
-    def recorder(index: int) -> Any:
-        def record(message: Message) -> None:
-            records[index].append(message)
-            check()
-
-        return record
-
-    for index in range(port_count):
-        port: ReceivePort[Message] = ReceivePort(f"{name}.p{index}")
-        port.listen(recorder(index))
-        ports.append(port)
-    commands: ReceivePort[Any] = ReceivePort(f"{name}.commands")
-    reply.send(("ready", name, commands.send_port, [port.send_port for port in ports]))
-    counters: collections.Counter[str] = collections.Counter()
-    async for command in commands:
+    me = _Member(*setup)
+    me.start_afresh()
+    async for command in me.commands:
         kind = command[0]
         if kind == "send":
-            _, target, key, count, style = command
-            for j in range(count):
-                target.send((name, key, counters[key]))
-                counters[key] += 1
-                if style == "yield" and j % 7 == 0:
-                    await asyncio.sleep(0)
-                elif style == "busy" and j % 50 == 49:
-                    time.sleep(0.002)
+            await me.send(*command[1:])
         elif kind == "busy":
             time.sleep(command[1])
         elif kind == "close":
-            ports[command[1]].close()
+            me.ports[command[1]].close()
         elif kind == "expect":
-            expected = command[1]
-            check()
+            me.expected = command[1]
+            me.check()
+        elif kind == "reset":
+            me.start_afresh()
         elif kind == "dump":  # what has arrived so far, for a failure's diagnosis
-            reply.send(("dump", name, records))
+            me.reply.send(("dump", me.name, me.records))
         elif kind == "stop":
             break
-    for port in ports:
+    for port in me.ports:
         port.close()
-    commands.close()
+    me.commands.close()

@@ -2,7 +2,7 @@
 
 With ``RAY_testing_rpc_failure`` Ray drops a share of actor-call requests and
 replies (``ActorUnavailableError``: "may or may not have been executed").
-Raw Ray loses calls then; rayisolates repeats them under the same sequence
+Raw Ray loses calls then (a burst of 200 shows it); rayisolates repeats them under the same sequence
 numbers and the receiver drops what it has seen, so every message arrives
 once, in order. Each run starts a fresh Ray of its own (the setting applies
 to processes started after it is set).
@@ -44,7 +44,7 @@ def raw_burst():
         except ray.exceptions.ActorUnavailableError:
             pass
     lost = 0
-    for ref in [raw.echo.remote(i) for i in range(COUNT)]:
+    for ref in [raw.echo.remote(i) for i in range(200)]:
         try:
             ray.get(ref)
         except ray.exceptions.ActorUnavailableError:

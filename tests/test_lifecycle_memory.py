@@ -57,7 +57,7 @@ async def spawn_and_end(count: int, wave: int = 20) -> None:
 def test_isolates_that_ended_are_forgotten() -> None:
     run(spawn_and_end(2), timeout=120)  # what stays: the channel to the supervisor
     baseline = remembered()
-    run(spawn_and_end(40), timeout=280)
+    run(spawn_and_end(24), timeout=280)
     # The supervisor forgets an isolate as its exit notice goes out; the driver as
     # the isolate's link says it has ended, which may come a moment later.
     deadline = time.monotonic() + 30

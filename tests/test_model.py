@@ -43,7 +43,21 @@ class World:
     main_counters: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-async def setup(world: World, control: ReceivePort[Any]) -> list[ReceivePort[Message]]:
+async def spawn_members(control: ReceivePort[Any]) -> dict[str, Isolate]:
+    names = [f"m{i}" for i in range(MEMBERS)]
+    spawned = await asyncio.gather(
+        *(
+            Isolate.spawn(model_entries.member, (control.send_port, name, PORTS), debug_name=name)
+            for name in names
+        )
+    )
+    return dict(zip(names, spawned, strict=True))
+
+
+async def setup(
+    world: World, members: dict[str, Isolate], control: ReceivePort[Any]
+) -> list[ReceivePort[Message]]:
+    """Fresh ports in the main isolate and, after the first seed, in every member."""
     main_ports = []
     for index in range(PORTS):
         key = f"main.p{index}"
@@ -52,16 +66,9 @@ async def setup(world: World, control: ReceivePort[Any]) -> list[ReceivePort[Mes
         port.listen(records.append)
         world.ports[key] = port.send_port
         main_ports.append(port)
-    names = [f"m{i}" for i in range(MEMBERS)]
-    spawned = await asyncio.gather(
-        *(
-            Isolate.spawn(model_entries.member, (control.send_port, name, PORTS), debug_name=name)
-            for name in names
-        )
-    )
-    world.isolates = dict(zip(names, spawned, strict=True))
-    for _ in names:
-        _, name, commands, member_ports = await anext(control)
+    world.isolates = members
+    for _ in members:
+        _, name, commands, member_ports = await asyncio.wait_for(anext(control), 60)
         world.commands[name] = commands
         for index, member_port in enumerate(member_ports):
             world.ports[f"{name}.p{index}"] = member_port
@@ -148,8 +155,6 @@ async def finish(world: World, control: ReceivePort[Any], deadline: float) -> No
         await asyncio.sleep(0.01)
     records.update(world.main_records)
     check(world, records)
-    for name in world.isolates:
-        world.commands[name].send(("stop",))
 
 
 async def diagnosis(world: World, control: ReceivePort[Any]) -> str:
@@ -172,30 +177,36 @@ async def diagnosis(world: World, control: ReceivePort[Any]) -> str:
     return "incomplete: " + "; ".join(lines)
 
 
-async def scenario(seed: int, steps: int) -> None:
-    world = World(random.Random(seed))
+async def scenarios(seeds: range, steps: int) -> None:
+    """One scenario per seed, on the same three members (reset in between)."""
     control: ReceivePort[Any] = ReceivePort("model-control")
-    main_ports = await setup(world, control)
+    members = await spawn_members(control)
     try:
-        for _ in range(steps):
-            await step(world)
-        await finish(world, control, deadline=60)
+        for seed in seeds:
+            world = World(random.Random(seed))
+            main_ports = await setup(world, members, control)
+            try:
+                for _ in range(steps):
+                    await step(world)
+                await finish(world, control, deadline=60)
+            except AssertionError as error:
+                raise AssertionError(f"seed {seed}: {error}") from None
+            for port in main_ports:
+                port.close()
+            for commands in world.commands.values():
+                commands.send(("reset",))
     finally:
         control.close()
-        for port in main_ports:
-            port.close()
-        for isolate in world.isolates.values():
+        for isolate in members.values():
             isolate.kill(priority=Isolate.IMMEDIATE)
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("seed", range(10))
-def test_random_traffic_matches_the_model(seed: int) -> None:
-    run(scenario(seed, steps=60), timeout=110)
+@pytest.mark.timeout(300)
+def test_random_traffic_matches_the_model() -> None:
+    run(scenarios(range(12), steps=60), timeout=290)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("seed", range(100, 140))
-def test_random_traffic_matches_the_model_many_seeds(seed: int) -> None:
-    run(scenario(seed, steps=120), timeout=110)
+@pytest.mark.timeout(600)
+def test_random_traffic_matches_the_model_many_seeds() -> None:
+    run(scenarios(range(100, 140), steps=120), timeout=590)
