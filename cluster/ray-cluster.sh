@@ -104,22 +104,28 @@ print_env() {
 }
 
 stop_all() {
+  # Ray's processes carry the state folder in their command lines. A raylet
+  # may still be starting a worker while it is told to stop, so this keeps
+  # going until nothing matches: TERM first, KILL after 5 s, give up after 20 s.
   local marker="$state/tmp"
-  local pids
-  pids=$(pgrep -f -- "$marker" || true)
-  if [[ -n "$pids" ]]; then
-    local children=""
-    for pid in $pids; do children="$children $(pgrep -P "$pid" || true)"; done
-    kill -TERM $pids $children 2>/dev/null || true
-    for _ in $(seq 25); do
-      pgrep -f -- "$marker" > /dev/null || break
-      sleep 0.2
-    done
+  local pids signal
+  for round in $(seq 100); do
     pids=$(pgrep -f -- "$marker" || true)
-    [[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
-    [[ -z "$children" ]] || kill -KILL $children 2>/dev/null || true
-  fi
+    [[ -n "$pids" ]] || break
+    signal=TERM
+    (( round <= 25 )) || signal=KILL
+    if (( round == 1 || round > 25 )); then
+      local children=""
+      for pid in $pids; do children="$children $(pgrep -P "$pid" || true)"; done
+      kill -"$signal" $pids $children 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
   rm -f "$state/address"
+  if pids=$(pgrep -f -- "$marker"); then
+    echo "ray-cluster.sh: could not stop $pids" >&2
+    exit 1
+  fi
   echo "stopped the cluster of $state"
 }
 
