@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -94,29 +95,33 @@ def test_script_starts_a_cluster_the_ring_runs_on_and_refuses_strangers(
     three_nodes: dict[str, str],
 ) -> None:
     client = {key: value for key, value in three_nodes.items() if key != "STATE"}
-    ring = run_python(
-        "import runpy, sys; sys.argv = ['cluster_ring.py']; "
-        "runpy.run_path('examples/cluster_ring.py', run_name='__main__')",
-        env=client,
-        timeout=120,
-    )
-    assert "3 isolates on 3 node(s)" in ring
-    assert len({line.split()[5] for line in ring.splitlines() if "runs on node" in line}) == 3
-
     stranger = {
         "RAY_ADDRESS": three_nodes["RAY_ADDRESS"],
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": "not-the-cluster-token",
         "RAY_gcs_server_request_timeout_seconds": "5",  # refused sooner than Ray's 60 s
     }
-    refused = run_python(
-        "import logging, ray\n"
-        "try:\n"
-        "    ray.init(logging_level=logging.CRITICAL)\n"
-        "    print('CONNECTED')\n"
-        "except ConnectionError as error:\n"
-        "    print('REFUSED', error)\n",
-        env=stranger,
-        timeout=120,
-    )
+    # The two clients are independent: run them side by side.
+    with concurrent.futures.ThreadPoolExecutor(2) as clients:
+        ring_run = clients.submit(
+            run_python,
+            "import runpy, sys; sys.argv = ['cluster_ring.py']; "
+            "runpy.run_path('examples/cluster_ring.py', run_name='__main__')",
+            env=client,
+            timeout=120,
+        )
+        refused_run = clients.submit(
+            run_python,
+            "import logging, ray\n"
+            "try:\n"
+            "    ray.init(logging_level=logging.CRITICAL)\n"
+            "    print('CONNECTED')\n"
+            "except ConnectionError as error:\n"
+            "    print('REFUSED', error)\n",
+            env=stranger,
+            timeout=120,
+        )
+        ring, refused = ring_run.result(), refused_run.result()
+    assert "3 isolates on 3 node(s)" in ring
+    assert len({line.split()[5] for line in ring.splitlines() if "runs on node" in line}) == 3
     assert "REFUSED" in refused and "CONNECTED" not in refused
