@@ -17,6 +17,7 @@ def init(
     *,
     isolate_pool: int = 0,
     ray_logs: bool | None = None,
+    direct: bool | None = None,
     **ray_init_kwargs: Any,
 ) -> None:
     """Connect this process to Ray: start a local runtime or join a cluster.
@@ -37,6 +38,12 @@ def init(
             worker processes started, a worker died) reach the terminal.
             By default they do not, unless ``RAYISOLATES_RAY_LOGS=1`` is set;
             what isolates print always does.
+        direct: Whether isolates on the same node (the main isolate
+            included) send each other messages over direct local channels
+            (Unix sockets private to this user) rather than Ray calls. On by
+            default, unless ``RAYISOLATES_DIRECT=0`` is set; off, every
+            message goes over Ray. Messages between nodes, and messages
+            holding Ray objects (large ones, ``SendPort``), always go over Ray.
         **ray_init_kwargs: Passed to ``ray.init`` (``num_cpus``,
             ``object_store_memory``, ``runtime_env``, ...). Ray's own log
             output is kept at ``logging.ERROR`` unless ``logging_level`` is
@@ -49,7 +56,7 @@ def init(
     """
     if isolate_pool < 0:
         raise ValueError(f"rayisolates.init(): isolate_pool must be 0 or more, got {isolate_pool}")
-    connect(address, ray_init_kwargs, ray_logs, isolate_pool)
+    connect(address, ray_init_kwargs, ray_logs, isolate_pool, direct)
     if isolate_pool:
         ray.get(current().sender.supervisor().fill_pool.remote())
 

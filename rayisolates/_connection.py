@@ -8,6 +8,7 @@ release at shutdown.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +17,28 @@ import ray
 
 from ._quiet import keep_ray_system_messages_out, wants_ray_logs
 
-__all__ = ["connect", "disconnect", "ensure_started", "on_shutdown", "settings"]
+__all__ = [
+    "connect",
+    "direct_channels",
+    "disconnect",
+    "ensure_started",
+    "on_shutdown",
+    "settings",
+]
 
 _lock = threading.RLock()
 _started_here = False
 _shutdown_hooks: list[Callable[[], None]] = []
-settings: dict[str, Any] = {"isolate_pool": 0}  # what init() was asked for beyond Ray
+# What init() was asked for beyond Ray.
+settings: dict[str, Any] = {"isolate_pool": 0, "direct": None}
+
+
+def direct_channels() -> bool:
+    """Whether isolates on one node talk over direct channels (``init(direct=)``, else the env)."""
+    if settings["direct"] is not None:
+        return bool(settings["direct"])
+    switch = os.environ.get("RAYISOLATES_DIRECT", "1").strip().lower()
+    return switch not in ("0", "false", "no", "off")
 
 
 def ensure_started() -> None:
@@ -38,6 +55,7 @@ def connect(
     ray_init_kwargs: dict[str, Any],
     ray_logs: bool | None,
     isolate_pool: int,
+    direct: bool | None = None,
 ) -> None:
     """Start or join Ray now (``init``); refuses if this process is connected already."""
     with _lock:
@@ -48,6 +66,7 @@ def connect(
             )
         _start(address, ray_init_kwargs, ray_logs)
         settings["isolate_pool"] = isolate_pool
+        settings["direct"] = direct
 
 
 def _start(address: str | None, ray_init_kwargs: dict[str, Any], ray_logs: bool | None) -> None:
@@ -73,6 +92,7 @@ def disconnect() -> None:
         for hook in reversed(hooks):
             hook()
         settings["isolate_pool"] = 0
+        settings["direct"] = None
         if _started_here:
             _started_here = False
             ray.shutdown()

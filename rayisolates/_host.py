@@ -36,11 +36,12 @@ from ._capability import Capability
 from ._codec import decode, encode
 from ._context import Context, install
 from ._controls import ControlActions, Errors
+from ._direct import Endpoint, direct_first, direct_folder
 from ._errors import IsolateExit, IsolateSpawnException
 from ._inbox import Inbox
 from ._local import LocalChannel
 from ._mainlink import CONFIRM_SECONDS, HostLink
-from ._outbox import Outbox
+from ._outbox import Outbox, Transmit
 from ._porttable import PortTable
 from ._receiver import Receiver
 from ._rpc import transmit_batch, transmit_controls
@@ -49,6 +50,7 @@ from ._sendport import SendPort
 from ._wire import (
     CONTROL_PORT,
     CONTROL_THREAD,
+    DIRECT_SENDER,
     LOOP,
     SUPERVISOR_ACTOR,
     Control,
@@ -93,6 +95,7 @@ class HostRuntime:
         pause: Capability,
         terminate: Capability,
         errors_are_fatal: bool,
+        direct: Path | None = None,
     ) -> None:
         self.isolate_id = isolate_id
         self.loop = loop
@@ -118,13 +121,27 @@ class HostRuntime:
             end=lambda report: self.begin_exit(),
         )
         self.receiver = Receiver(self.ports, loop, self.errors.uncaught)
+        # Direct channels to isolates on this node (``direct``: the node's folder).
+        self.endpoint = (
+            None if direct is None else Endpoint(direct, isolate_id, self.receiver.accept)
+        )
+        to_isolates: Transmit = transmit_batch
+        to_main: tuple[Outbox[Item], Callable[[], bool]] | None = None
+        if self.endpoint is not None:
+            endpoint = self.endpoint
+            to_isolates = direct_first(endpoint, transmit_batch)
+            to_main = (
+                Outbox(f"{isolate_id}{DIRECT_SENDER}", direct_first(endpoint, transmit_batch)),
+                lambda: endpoint.reachable(main_id),
+            )
         self.sender = Sender(
             isolate_id,
-            Outbox(isolate_id, transmit_batch),
+            Outbox(isolate_id, to_isolates),
             Outbox(isolate_id, transmit_controls),
             supervisor=lambda: supervisor,
             local=LocalChannel(isolate_id, loop, self.receiver.accept),
             main=(main_id, link),
+            to_main=to_main,
             apply_locally=self.apply_control,
         )
         self.actions = ControlActions(
@@ -254,6 +271,8 @@ class HostRuntime:
         finally:
             self.state = ENDED
             self.link.end()
+            if self.endpoint is not None:
+                self.endpoint.close()
             if not self.exit_future.done():
                 self.exit_future.set_result(None)
 
@@ -374,9 +393,17 @@ class IsolateHost:
             self._runtime.acknowledged()
 
     async def start(
-        self, request: SpawnRequest, main_id: str, pause: Capability, terminate: Capability
+        self,
+        request: SpawnRequest,
+        main_id: str,
+        pause: Capability,
+        terminate: Capability,
+        direct: bool = False,
     ) -> dict[str, Any]:
-        """Load the entry point and get it ready; report where the isolate runs."""
+        """Load the entry point and get it ready; report where the isolate runs.
+
+        ``direct``: whether to use direct channels with isolates on this node.
+        """
         if self._where is not None:  # a repeated call
             return self._where
         if request.debug_name is not None:  # a host from the pool is named only now
@@ -392,6 +419,7 @@ class IsolateHost:
             pause,
             terminate,
             request.errors_are_fatal,
+            direct_folder(ray.get_runtime_context().get_node_id()) if direct else None,
         )
         if request.on_error is not None:
             runtime.errors.listeners.add(request.on_error)

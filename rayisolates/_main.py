@@ -28,9 +28,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ._capability import Capability
-from ._connection import settings
+from ._connection import direct_channels, settings
 from ._context import Context
 from ._controls import ControlActions, Errors
+from ._direct import Endpoint, direct_first, direct_folder, sweep
 from ._local import LocalChannel
 from ._loop import BackgroundLoop
 from ._mainlink import DriverLinks
@@ -40,7 +41,7 @@ from ._receiver import Receiver
 from ._rpc import RETRY, acall, fire, outcome, transmit_controls, when_done
 from ._sender import Sender
 from ._supervisor import Supervisor
-from ._wire import Item, PollMe, new_id, supervisor_name
+from ._wire import DIRECT_SENDER, Ended, Item, PollMe, new_id, sender_isolate, supervisor_name
 from ._worker import start_worker_context
 
 if TYPE_CHECKING:
@@ -61,6 +62,17 @@ class MainRuntime:
         self.main_id = new_id("main")
         self._background = BackgroundLoop("rayisolates-main")
         self.loop = self._background.loop
+        self._ended: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_ENDINGS)
+        self._ended_set: set[str] = set()
+        self.ports = PortTable()
+        self.errors = Errors(lambda: "main", self._send_encoded)
+        self.receiver = Receiver(self.ports, self.loop, self.errors.uncaught, self._on_control)
+        folder = direct_folder(runtime.get_node_id()) if direct_channels() else None
+        if folder is not None:
+            sweep(folder)  # sockets of isolates killed earlier (with their actors)
+        self.endpoint = (
+            None if folder is None else Endpoint(folder, self.main_id, self._accept_from_isolate)
+        )
         self.supervisor = (
             ray.remote(Supervisor)
             .options(
@@ -72,11 +84,8 @@ class MainRuntime:
                     runtime.get_node_id(), soft=False
                 ),
             )
-            .remote(self.main_id, settings["isolate_pool"])
+            .remote(self.main_id, settings["isolate_pool"], self.endpoint is not None)
         )
-        self.ports = PortTable()
-        self.errors = Errors(lambda: "main", self._send_encoded)
-        self.receiver = Receiver(self.ports, self.loop, self.errors.uncaught, self._on_control)
         self.links = DriverLinks(
             received=self.receiver.received,
             accept=self._accept_from_isolate,
@@ -85,7 +94,12 @@ class MainRuntime:
         )
         self.sender = Sender(
             self.main_id,
-            Outbox(self.main_id, self._deliver_to_isolate),
+            Outbox(
+                self.main_id,
+                self._deliver_to_isolate
+                if self.endpoint is None
+                else direct_first(self.endpoint, self._deliver_to_isolate),
+            ),
             Outbox(self.main_id, transmit_controls),
             supervisor=lambda: self.supervisor,
             local=LocalChannel(self.main_id, self.loop, self.receiver.accept),
@@ -99,8 +113,6 @@ class MainRuntime:
             send=self._send_encoded,
             kill=_thread.interrupt_main,  # as Ctrl-C would
         )
-        self._ended: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_ENDINGS)
-        self._ended_set: set[str] = set()
         self._pump = self._background.submit(self._relay_pump())
 
     def context(self) -> Context:
@@ -123,9 +135,10 @@ class MainRuntime:
 
     # Receiving ----------------------------------------------------------------------
 
-    def _accept_from_isolate(self, isolate_id: str, seq: int, items: list[Item]) -> None:
-        if isolate_id not in self._ended_set:  # a late copy from an isolate that has ended
-            self.receiver.accept(isolate_id, seq, items)
+    def _accept_from_isolate(self, sender: str, seq: int, items: list[Item]) -> None:
+        """A batch from a spawned isolate: polled, carried in a reply, or sent directly."""
+        if sender_isolate(sender) not in self._ended_set:  # a late copy: it has ended
+            self.receiver.accept(sender, seq, items)
 
     async def _relay_pump(self) -> None:
         """Take what the supervisor relays, in order; batches with objects are fetched first."""
@@ -140,6 +153,10 @@ class MainRuntime:
         """A control record for the main isolate (from the relay, or from itself)."""
         if isinstance(record, PollMe):
             self.links.watch(record.isolate_id, record.route)
+        elif isinstance(record, Ended):
+            self.receiver.forget(f"{record.isolate_id}{DIRECT_SENDER}")
+            if self.endpoint is not None:
+                self.endpoint.forget(record.isolate_id)
         else:
             self.loop.call_soon_threadsafe(self.actions.apply, record)
 
@@ -150,7 +167,7 @@ class MainRuntime:
         self._ended.append(isolate_id)
         self._ended_set.add(isolate_id)
         for sender in (isolate_id, f"{isolate_id}/control"):
-            self.receiver.forget(sender)
+            self.receiver.forget(sender)  # its direct sequence: when the supervisor says Ended
         self.sender.outbox.forget(isolate_id)
         self.sender.controls.forget(isolate_id)
 
@@ -197,6 +214,8 @@ class MainRuntime:
                 asyncio.wait_for(self.sender.drain(), _SHUTDOWN_GRACE_SECONDS)
             ).result(_SHUTDOWN_GRACE_SECONDS + 1)
         self._pump.cancel()
+        if self.endpoint is not None:
+            self.endpoint.close()
         self._background.stop()
         ray.kill(self.supervisor, no_restart=True)
 

@@ -189,6 +189,8 @@ def call(
             result.set_exception(error)
 
     def finished(done: concurrent.futures.Future[Any]) -> None:
+        if result.done():  # its caller cancelled it meanwhile
+            return
         error = None if done.cancelled() else done.exception()
         if done.cancelled():
             result.cancel()

@@ -45,6 +45,7 @@ from ._wire import (
     AddExitListener,
     Control,
     Encoded,
+    Ended,
     Item,
     Kill,
     KillNow,
@@ -70,8 +71,9 @@ class _Record:
 class Supervisor:
     """The actor class (wrapped with ``ray.remote`` where it is started)."""
 
-    def __init__(self, main_id: str, pool_size: int = 0) -> None:
+    def __init__(self, main_id: str, pool_size: int = 0, direct: bool = False) -> None:
         self._main_id = main_id
+        self._direct = direct  # isolates use direct channels on their node
         self._sender_id = f"supervisor-{main_id}"
         self._pool_size = pool_size
         self._idle: list[tuple[Any, str]] = []  # started hosts waiting for a spawn
@@ -141,6 +143,12 @@ class Supervisor:
             await self._arrived.wait()
         return list(self._relayed), self._first + len(self._relayed)
 
+    def _relay_control(self, record: Control) -> None:
+        """A control record of our own for the main isolate, in our own control sequence."""
+        item: Item = (CONTROL_PORT, INLINE, record, None)
+        self._relay(f"{self._sender_id}/control", self._own_control_seq, [item])
+        self._own_control_seq += 1
+
     def _send(self, port: SendPort[Any], encoded: Encoded) -> None:
         item: Item = (port.port_id, *encoded)
         if port.isolate_id == self._main_id:
@@ -182,7 +190,7 @@ class Supervisor:
         pause = Capability()
         cause: BaseException | None = None
         try:
-            await acall(host.start, request, self._main_id, pause, record.terminate)
+            await acall(host.start, request, self._main_id, pause, record.terminate, self._direct)
         except ray_errors.RayError as error:
             ray.kill(host, no_restart=True)
             cause = from_ray(error, cancelled=asyncio.CancelledError, what="starting the isolate")
@@ -222,9 +230,7 @@ class Supervisor:
             self._idle.append((host, isolate_id))
             # The driver polls it from now on: its first message will not wait
             # for a poll to be asked for and to arrive.
-            poll_me = (CONTROL_PORT, INLINE, PollMe(isolate_id, host), None)
-            self._relay(f"{self._sender_id}/control", self._own_control_seq, [poll_me])
-            self._own_control_seq += 1
+            self._relay_control(PollMe(isolate_id, host))
         except ray_errors.RayError:
             pass  # the pool is an optimization: spawns create hosts as needed
         finally:
@@ -234,6 +240,8 @@ class Supervisor:
         with contextlib.suppress(ray_errors.RayError):  # its process or node died: ended too
             await acall(record.host.lifetime)
         self._isolates.pop(isolate_id, None)
+        if self._direct:  # after what it relayed: the driver may forget its direct sequence
+            self._relay_control(Ended(isolate_id))
         for port, response in record.exit_listeners.items():
             self._send(port, response)
         self._outbox.forget(isolate_id)

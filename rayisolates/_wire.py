@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL_PORT",
+    "DIRECT_SENDER",
     "ENDED",
     "LOOP",
     "MAIN",
@@ -49,6 +50,7 @@ __all__ = [
     "AddExitListener",
     "Batch",
     "Control",
+    "Ended",
     "Item",
     "Kill",
     "KillNow",
@@ -65,6 +67,7 @@ __all__ = [
     "is_spawned",
     "new_id",
     "runs_on",
+    "sender_isolate",
     "supervisor_name",
 ]
 
@@ -77,6 +80,16 @@ Item = tuple[int, int, Any, list[Any] | None]
 Batch = tuple[int, list[Item]]
 # A message as encoded by _codec.encode, before it has a port: (kind, payload, refs).
 Encoded = tuple[int, Any, list[Any] | None]
+
+
+# The sender id of what a spawned isolate sends the main isolate directly (not
+# over the link): "<isolate id>/direct", a sequence of its own.
+DIRECT_SENDER = "/direct"
+
+
+def sender_isolate(sender: str) -> str:
+    """The isolate behind a sender id (``"<isolate id>/direct"``, ``".../control"``)."""
+    return sender.partition("/")[0]
 
 
 def supervisor_name(job_id: str) -> str:
@@ -190,6 +203,17 @@ class PollMe:
     route: Any
 
 
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """To the main isolate: isolate ``isolate_id`` has ended; nothing it sent is still relayed.
+
+    The supervisor relays it after everything the isolate handed it, so the
+    driver can forget the isolate's direct sequence then, and not before.
+    """
+
+    isolate_id: str
+
+
 Control = (
     Kill
     | Pause
@@ -202,6 +226,7 @@ Control = (
     | RemoveExitListener
     | KillNow
     | PollMe
+    | Ended
 )
 
 # Where each control record acts.
@@ -221,6 +246,7 @@ RUNS_ON: dict[type, str] = {
     RemoveExitListener: SUPERVISOR_ACTOR,
     KillNow: SUPERVISOR_ACTOR,
     PollMe: MAIN,
+    Ended: MAIN,
 }
 
 

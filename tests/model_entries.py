@@ -2,7 +2,10 @@
 
 Messages are ``(sender, port_key, n)``: ``n`` counts what ``sender`` sent to
 the port named ``port_key``, so a receiver's record says at a glance whether
-each sender's messages arrived once and in order.
+each sender's messages arrived once and in order. With the "riders" style
+some carry a fourth element that must travel over Ray (a ``SendPort``, or
+bytes large enough for the object store) while the others may take a
+direct channel: a sender's messages then cross on both carriers at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ from typing import Any
 from rayisolates import ReceivePort, SendPort
 
 Message = tuple[str, str, int]
+LARGE = 120 * 1024  # above the codec's 100 KiB: into the object store
+
+
+def message(sender: str, key: str, n: int, j: int, style: str, port: SendPort[Any]) -> Any:
+    """The ``j``-th message of a burst; with "riders", every 25th carries something for Ray."""
+    if style != "riders" or j % 25:
+        return (sender, key, n)
+    return (sender, key, n, bytes(LARGE) if j % 50 == 0 else port)
 
 
 class _Member:
@@ -35,8 +46,8 @@ class _Member:
             self.reply.send(("complete", self.name, self.records))
 
     def recorder(self, index: int) -> Any:
-        def record(message: Message) -> None:
-            self.records[index].append(message)
+        def record(message: tuple[Any, ...]) -> None:
+            self.records[index].append(message[:3])
             self.check()
 
         return record
@@ -58,7 +69,7 @@ class _Member:
 
     async def send(self, target: SendPort[Any], key: str, count: int, style: str) -> None:
         for j in range(count):
-            target.send((self.name, key, self.counters[key]))
+            target.send(message(self.name, key, self.counters[key], j, style, self.reply))
             self.counters[key] += 1
             if style == "yield" and j % 7 == 0:
                 await asyncio.sleep(0)
@@ -70,8 +81,8 @@ async def member(setup: tuple[SendPort[Any], str, int]) -> None:
     """Open ``port_count`` recording ports, announce them, then follow commands.
 
     Commands (tuples): ``("send", target, key, count, style)`` sends
-    ``count`` messages to ``target`` (``style``: "tight", "yield" or
-    "busy"); ``("busy", seconds)`` blocks the event loop; ``("close", i)``
+    ``count`` messages to ``target`` (``style``: "tight", "yield",
+    "busy" or "riders"); ``("busy", seconds)`` blocks the event loop; ``("close", i)``
     closes port ``i``; ``("expect", {i: count})`` answers ``("complete",
     name, records)`` once port ``i`` holds ``count`` messages, for every
     ``i``; ``("reset",)`` starts afresh with new ports (announced again);

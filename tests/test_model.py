@@ -63,7 +63,7 @@ async def setup(
         key = f"main.p{index}"
         port: ReceivePort[Message] = ReceivePort(key)
         records = world.main_records[key] = []
-        port.listen(records.append)
+        port.listen(recording(records))
         world.ports[key] = port.send_port
         main_ports.append(port)
     world.isolates = members
@@ -75,6 +75,13 @@ async def setup(
     return main_ports
 
 
+def recording(records: list[Message]) -> Any:
+    def record(message: tuple[Any, ...]) -> None:
+        records.append(message[:3])  # riders dropped
+
+    return record
+
+
 async def step(world: World) -> None:
     rng = world.rng
     actor = rng.choice(["main", *world.isolates])
@@ -82,11 +89,14 @@ async def step(world: World) -> None:
     if roll < 0.7:
         key = rng.choice(sorted(world.ports))
         count = rng.choice([1, 2, 5, 20, 100, 400]) if rng.random() < 0.95 else 3000
-        style = rng.choice(["tight", "yield", "busy"])
+        style = rng.choice(["tight", "yield", "busy", "riders"])
         world.sent[(actor, key)] += count
         if actor == "main":
             for j in range(count):
-                world.ports[key].send(("main", key, world.main_counters[key]))
+                n = world.main_counters[key]
+                world.ports[key].send(
+                    model_entries.message("main", key, n, j, style, world.ports[key])
+                )
                 world.main_counters[key] += 1
                 if style == "yield" and j % 7 == 0:
                     await asyncio.sleep(0)
