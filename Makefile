@@ -27,13 +27,21 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# The whole suite, direct channels on (the default); then the transport's
+# model and chaos tests again with them off (every message
+# over Ray).
 test: lint
 	$(BIN)/pytest
+	RAYISOLATES_DIRECT=0 $(BIN)/pytest -p no:cacheprovider $(OVER_RAY_ONLY)
 
-# The long chaos run: 200 isolates all-to-all, random SIGKILLs (SOAK_ISOLATES,
-# SOAK_ROUNDS, SOAK_KILLS, SOAK_SEED change it). Needs about 20 GB of memory.
+OVER_RAY_ONLY := tests/test_model.py tests/test_chaos.py
+
+# The long runs: chaos with 200 isolates all-to-all and random SIGKILLs
+# (SOAK_ISOLATES, SOAK_ROUNDS, SOAK_KILLS, SOAK_SEED change it; about 20 GB
+# of memory), then 10,000 isolates spawned and ended (SOAK_SPAWNS) with the
+# driver's and supervisor's memory before and after.
 soak: $(VENV)/.installed-test
-	$(BIN)/pytest -m soak -s -p no:cacheprovider tests/test_chaos.py
+	$(BIN)/pytest -m soak -s -p no:cacheprovider tests/test_chaos.py tests/test_lifecycle_memory.py
 
 bench: $(VENV)/.installed-test
 	$(BIN)/rayisolates bench

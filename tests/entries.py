@@ -219,3 +219,32 @@ async def failing_task(reply: SendPort[Any]) -> None:
     reply.send(port.send_port)
     await anext(port)
     port.close()
+
+
+async def cutting_relay(reply: SendPort[Any]) -> None:
+    """Send our port; the first message is a partner port. Then, for each int ``i``:
+    ``("a", i)`` to ``reply`` and ``i`` to the partner; ``"cut"`` closes this
+    isolate's direct channels (every one, both ways), as a broken socket would.
+    """
+    from rayisolates._context import current
+
+    port: ReceivePort[Any] = ReceivePort("cutting-relay")
+    reply.send(port.send_port)
+    partner: SendPort[Any] = await anext(port)
+    async for message in port:
+        if message == "cut":
+            current().runtime.endpoint.close()  # type: ignore[attr-defined]
+        elif message is None:
+            break
+        else:
+            reply.send(("a", message))
+            partner.send(message)
+    port.close()
+
+
+def direct_sockets() -> list[str]:
+    """The sockets in this node's direct-channel folder (isolate ids)."""
+    from rayisolates._direct import direct_folder
+
+    folder = direct_folder(ray.get_runtime_context().get_node_id())
+    return sorted(path.stem for path in folder.glob("*.sock")) if folder else []

@@ -5,7 +5,8 @@ replies (``ActorUnavailableError``: "may or may not have been executed").
 Raw Ray loses calls then (a burst of 200 shows it); rayisolates repeats them under the same sequence
 numbers and the receiver drops what it has seen, so every message arrives
 once, in order. Each run starts a fresh Ray of its own (the setting applies
-to processes started after it is set).
+to processes started after it is set), with direct channels off: every
+message then takes Ray's calls, where the failures are injected.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ rayisolates.shutdown()
 
 def echo_burst(count: int, injected: bool) -> tuple[int, float]:
     env = {"RAY_testing_rpc_failure": INJECTION, **SHORT_REORDER_WAIT} if injected else {}
+    env["RAYISOLATES_DIRECT"] = "0"  # every message over Ray, where the failures are
     output = run_python(ECHO_BURST.format(count=count), env=env, timeout=240)
     lines = dict(line.rsplit(" ", 1) for line in output.splitlines() if line[:3] in ("raw", "sec"))
     return int(lines["raw lost"]), float(lines["seconds"])

@@ -22,6 +22,7 @@ from typing import Any
 
 from rayisolates import init, shutdown
 
+from .between import ping_pong_between_isolates, throughput_between_isolates
 from .data import exit_large_array, port_large_array, run_over_large_array
 from .figure import OURS, Figure
 from .ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
@@ -42,8 +43,10 @@ CASES = [
     spawn_first_message,
     spawn_from_pool,
     ping_pong,
+    ping_pong_between_isolates,
     throughput_one_sender,
     throughput_four_senders,
+    throughput_between_isolates,
     crash_notice,
     run_over_large_array,
     exit_large_array,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from typing import Any
 
 import numpy as np
@@ -190,3 +192,60 @@ class RawArrays:
 
     def take(self, array: Any) -> int:
         return int(array.nbytes)
+
+
+async def pinger(reply: SendPort[Any]) -> None:
+    """Ping-pong with a partner isolate (an ``echo`` answering to our second port).
+
+    Sends ``(commands, echoes)``; the partner's port arrives on ``echoes``
+    first. For each ``count`` on ``commands``: ``count`` round trips, then
+    their median in ms to ``reply``.
+    """
+    commands: ReceivePort[int] = ReceivePort("bench-pinger")
+    echoes: ReceivePort[Any] = ReceivePort("bench-pinger-echoes")
+    reply.send((commands.send_port, echoes.send_port))
+    partner: SendPort[Any] = await anext(echoes)
+    async for count in commands:
+        times = []
+        for i in range(count):
+            started = time.perf_counter()
+            partner.send(i)
+            await anext(echoes)
+            times.append(time.perf_counter() - started)
+        reply.send(statistics.median(times) * 1000)
+
+
+async def burst_to(reply: SendPort[Any]) -> None:
+    """Send our port; for each ``(target, count)``: ``count`` ints to ``target``, then ``None``."""
+    port: ReceivePort[Any] = ReceivePort("bench-burst")
+    reply.send(port.send_port)
+    async for target, count in port:
+        for i in range(count):
+            target.send(i)
+        target.send(None)
+
+
+async def counting_sink(reply: SendPort[Any]) -> None:
+    """Send our port; count what arrives, and at each ``None`` send the count to ``reply``."""
+    port: ReceivePort[Any] = ReceivePort("bench-counting-sink")
+    reply.send(port.send_port)
+    count = 0
+    async for message in port:
+        if message is None:
+            reply.send(count)
+            count = 0
+        else:
+            count += 1
+
+
+@ray.remote(num_cpus=0)
+class RawPinger:
+    """The raw-Ray comparator between two actors: sync calls from one actor to another."""
+
+    def ping(self, target: Any, count: int) -> float:
+        times = []
+        for i in range(count):
+            started = time.perf_counter()
+            ray.get(target.echo.remote(i))
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000

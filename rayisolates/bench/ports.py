@@ -18,7 +18,7 @@ from ray.util.queue import Queue
 from rayisolates import Isolate, ReceivePort, SendPort
 
 from . import entries
-from .figure import OURS, Figure, actor
+from .figure import OURS, Figure, actor, pipe_round_trips
 
 __all__ = ["crash_notice", "ping_pong", "throughput_four_senders", "throughput_one_sender"]
 
@@ -33,6 +33,7 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     raw_async = actor(entries.RawAsyncEcho).remote()
     ray.get([raw.echo.remote(0), raw_async.echo.remote(0)])
     batch = 20
+    pipe, stop_pipe = pipe_round_trips(batch)
 
     async def ours_batch() -> list[float]:
         times = []
@@ -63,10 +64,12 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
                 OURS: ours,
                 "raw sync actor method call": lambda: raw_calls(raw),
                 "raw async actor method call": lambda: raw_calls(raw_async),
+                "multiprocessing.Pipe round trip": pipe,
             },
             rounds=10 if quick else 60,
         )
     finally:
+        stop_pipe()
         isolate.kill()
         port.close()
         ray.kill(raw)

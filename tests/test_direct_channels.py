@@ -1,0 +1,100 @@
+"""Direct channels between isolates on one node, on real Ray: used where they can be,
+invisible where they break, and off at the flip of a switch."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from rayisolates import Isolate, ReceivePort, SendPort
+from rayisolates._context import current
+
+from . import entries
+from .support import run, run_python
+
+pytestmark = pytest.mark.timeout(180)
+
+ON_THE_HEAD: dict[str, Any] = {"resources": {"node_head": 1}}  # the driver's node
+
+
+def main_endpoint() -> Any:
+    return current().runtime.endpoint  # type: ignore[attr-defined]
+
+
+def test_isolates_on_the_drivers_node_listen_privately_and_clean_up() -> None:
+    async def main() -> None:
+        port: ReceivePort[Any] = ReceivePort()
+        isolate = await Isolate.spawn(entries.echo, port.send_port, **ON_THE_HEAD)
+        worker: SendPort[Any] = await anext(port)
+        for i in range(50):
+            worker.send(i)
+        assert [await anext(port) for _ in range(50)] == list(range(50))
+        listening = entries.direct_sockets()
+        assert worker.isolate_id in listening
+        assert current().isolate_id in listening
+        assert main_endpoint().reachable(worker.isolate_id)
+        isolate.add_on_exit_listener(port.send_port, "ended")
+        worker.send(None)
+        assert [await anext(port), await anext(port)] == ["bye", "ended"]
+        assert worker.isolate_id not in entries.direct_sockets()
+        port.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_channels_cut_mid_stream_fall_back_to_ray_losing_nothing(seed: int) -> None:
+    """Main -> A -> B and A -> main while A's channels, and main's to A, break at random."""
+    rng = random.Random(seed)
+    count = 3000
+
+    async def main() -> None:
+        port: ReceivePort[Any] = ReceivePort()
+        relay = await Isolate.spawn(entries.cutting_relay, port.send_port, **ON_THE_HEAD)
+        a: SendPort[Any] = await anext(port)
+        partner = await Isolate.spawn(entries.echo, port.send_port, **ON_THE_HEAD)
+        b: SendPort[Any] = await anext(port)
+        a.send(b)
+        cut_at = rng.randrange(count)
+        for i in range(count):
+            if i == cut_at:
+                a.send("cut")
+            if rng.random() < 0.002:
+                main_endpoint().forget(a.isolate_id)  # main's side breaks; it reconnects
+            a.send(i)
+            if rng.random() < 0.01:
+                await asyncio.sleep(0)
+        got = [await anext(port) for _ in range(2 * count)]
+        assert [m for m in got if isinstance(m, tuple)] == [("a", i) for i in range(count)]
+        assert [m for m in got if not isinstance(m, tuple)] == list(range(count))
+        relay.kill()
+        partner.kill()
+        port.close()
+
+    run(main(), timeout=150)
+
+
+def test_the_switch_turns_direct_channels_off(ray_runtime: dict[str, Any]) -> None:
+    output = run_python(
+        "import asyncio, rayisolates\n"
+        "from rayisolates import Isolate, ReceivePort\n"
+        "from tests import entries\n"
+        "async def main():\n"
+        "    port = ReceivePort()\n"
+        "    await Isolate.spawn(entries.echo, port.send_port)\n"
+        "    worker = await anext(port)\n"
+        "    for i in range(200):\n"
+        "        worker.send(i)\n"
+        "    assert [await anext(port) for _ in range(200)] == list(range(200))\n"
+        "    here = entries.direct_sockets()\n"
+        "    print('LISTENING', worker.isolate_id in here)\n"
+        f"rayisolates.init(address={ray_runtime['gcs_address']!r})\n"
+        "asyncio.run(main())\n"
+        "rayisolates.shutdown()\n",
+        env={"RAYISOLATES_DIRECT": "0"},
+        timeout=120,
+    )
+    assert "LISTENING False" in output
