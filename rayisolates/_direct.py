@@ -31,6 +31,7 @@ Frames: a 4-byte length, then a pickle: ``(sender, seq, items)`` one way,
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import os
@@ -47,7 +48,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Endpoint", "Fallback", "direct_first", "direct_folder", "portable", "sweep"]
+from ._rpc import soon
+
+__all__ = [
+    "DirectFuture",
+    "Endpoint",
+    "Fallback",
+    "direct_first",
+    "direct_folder",
+    "portable",
+    "sweep",
+]
 
 _LENGTH = struct.Struct("!I")
 _READ_SIZE = 1 << 18
@@ -108,7 +119,7 @@ def _frame(value: Any) -> bytes:
 class _Connection:
     """One non-blocking socket: bytes in, whole frames out; frames queued out, written as it can."""
 
-    __slots__ = ("closed", "incoming", "outgoing", "peer", "sock", "write_lock")
+    __slots__ = ("closed", "incoming", "loop", "outgoing", "peer", "sock", "write_lock")
 
     def __init__(self, sock: socket.socket, peer: _Peer | None = None) -> None:
         sock.setblocking(False)
@@ -117,6 +128,7 @@ class _Connection:
         self.outgoing = bytearray()
         self.write_lock = threading.Lock()
         self.peer = peer  # set on our side of a connection we opened
+        self.loop: asyncio.AbstractEventLoop | None = None  # reads it, if not our thread
         self.closed = False
 
     def frames(self, data: bytes) -> list[Any]:
@@ -173,9 +185,9 @@ Fallback = Callable[[], concurrent.futures.Future[Any]]
 class _Peer:
     """A connection we opened to another isolate: batches out, acknowledgements in."""
 
-    def __init__(self, sock: socket.socket, wants_flush: Callable[[_Connection], None]) -> None:
+    def __init__(self, sock: socket.socket, request: Callable[[str, _Connection], None]) -> None:
         self.connection = _Connection(sock, self)
-        self._wants_flush = wants_flush
+        self._request = request
         self.lock = threading.Lock()
         self.waiting: dict[tuple[str, int], tuple[concurrent.futures.Future[Any], Fallback]] = {}
         self.broken = False
@@ -185,14 +197,14 @@ class _Peer:
     ) -> concurrent.futures.Future[Any] | None:
         """Write one batch, never waiting; it is done once acknowledged (or as its fallback)."""
         frame = _frame((sender, seq, batch))
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future = DirectFuture()
         with self.lock:
             if self.broken:
                 return None
             self.waiting[(sender, seq)] = (future, fallback)
         try:
             if self.connection.write(frame):
-                self._wants_flush(self.connection)
+                self._request("flush", self.connection)
         except OSError:
             self.break_off()
         return future
@@ -206,11 +218,26 @@ class _Peer:
     def break_off(self) -> None:
         """The connection broke: what was not acknowledged goes over Ray, under its number."""
         with self.lock:
+            if self.broken:
+                return
             self.broken = True
             waiting, self.waiting = self.waiting, {}
         self.connection.close()
+        self._request("forget", self.connection)
         for future, fallback in waiting.values():
             _chain(fallback, future)
+
+
+class DirectFuture(concurrent.futures.Future[Any]):
+    """A batch's future here: completed on our own threads only, never on Ray's.
+
+    An acknowledgement completes it on the reading thread; a fallback's Ray
+    call completes it on the completions thread (``_rpc.soon``). So what
+    waits for it may run right where it completes (``_rpc.when_done``
+    skips the hop it makes for Ray's futures).
+    """
+
+    completes_off_ray = True
 
 
 def _chain(fallback: Fallback, future: concurrent.futures.Future[Any]) -> None:
@@ -228,7 +255,7 @@ def _chain(fallback: Fallback, future: concurrent.futures.Future[Any]) -> None:
         else:
             future.set_result(done.result())
 
-    carried.add_done_callback(copy)
+    carried.add_done_callback(lambda done: soon(lambda: copy(done)))
 
 
 class Endpoint:
@@ -239,6 +266,11 @@ class Endpoint:
         own_id: This isolate's id; its socket is ``folder/<own_id>.sock``.
         on_batch: Takes each batch that arrives, ``(sender, seq, items)``, on
             the reading thread; ``None``: this process only sends.
+        loop: Where incoming batches are read and taken instead (an
+            isolate's own loop: one thread hop less per message, and a
+            receiver whose loop is busy takes nothing, as over Ray).
+            Acknowledgements of what this process sends are still read on
+            the reading thread, so a busy sender's batches keep leaving.
     """
 
     def __init__(
@@ -246,9 +278,12 @@ class Endpoint:
         folder: Path,
         own_id: str,
         on_batch: Callable[[str, int, list[Any]], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._folder = folder
         self._on_batch = on_batch
+        self._loop = loop
+        self._on_loop: set[_Connection] = set()  # incoming connections the loop reads
         self._lock = threading.Lock()
         self._peers: dict[str, _Peer | None] = {}  # None: not reachable directly
         self._selector = selectors.DefaultSelector()
@@ -328,7 +363,7 @@ class Endpoint:
         except OSError:
             sock.close()
             return None
-        return _Peer(sock, lambda connection: self._request("flush", connection))
+        return _Peer(sock, self._request)
 
     def forget(self, destination: str) -> None:
         """Close the channel to a destination that has ended."""
@@ -373,17 +408,45 @@ class Endpoint:
         with self._lock:
             requests, self._requests = self._requests, []
         for what, connection in requests:
+            if what == "forget":
+                self._unwatch(connection)
+                continue
             if connection.closed:
                 continue
+            events = selectors.EVENT_READ
+            if what == "flush":  # the loop reads a connection it owns; we only write
+                events = (
+                    selectors.EVENT_WRITE
+                    if connection.loop
+                    else selectors.EVENT_READ | selectors.EVENT_WRITE
+                )
             try:
-                if what == "register":
-                    self._selector.register(connection.sock, selectors.EVENT_READ, connection)
-                else:
-                    self._selector.modify(
-                        connection.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, connection
-                    )
-            except (KeyError, ValueError, OSError):  # closed meanwhile
+                self._watch(connection, events)
+            except (ValueError, OSError):  # closed meanwhile
                 self._drop(connection)
+
+    def _watch(self, connection: _Connection, events: int) -> None:
+        """Select ``events`` of ``connection`` from now on (the reading thread only).
+
+        A socket closed elsewhere frees its number, which a new socket may
+        get before the old one is unwatched: that stale entry goes first.
+        """
+        try:
+            key = self._selector.get_key(connection.sock)
+        except KeyError:
+            self._selector.register(connection.sock, events, connection)
+            return
+        if key.data is connection:
+            self._selector.modify(connection.sock, key.events | events, connection)
+        else:
+            self._unwatch(key.data)
+            self._selector.register(connection.sock, events, connection)
+
+    def _unwatch(self, connection: _Connection) -> None:
+        for key in list(self._selector.get_map().values()):
+            if key.data is connection:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(key.fileobj)
 
     def _flush(self, connection: _Connection) -> None:
         try:
@@ -391,7 +454,11 @@ class Endpoint:
         except OSError:
             self._drop(connection)
             return
-        if not left:
+        if left:
+            return
+        if connection.loop is not None:
+            self._selector.unregister(connection.sock)
+        else:
             self._selector.modify(connection.sock, selectors.EVENT_READ, connection)
 
     def _accept(self) -> None:
@@ -403,7 +470,23 @@ class Endpoint:
             sock.close()
             return
         connection = _Connection(sock)
-        self._selector.register(sock, selectors.EVENT_READ, connection)
+        if self._loop is None:
+            self._selector.register(sock, selectors.EVENT_READ, connection)
+            return
+        connection.loop = self._loop
+        try:
+            self._loop.call_soon_threadsafe(self._read_on_loop, connection)
+        except RuntimeError:  # the loop has closed: the isolate is gone
+            connection.close()
+
+    def _read_on_loop(self, connection: _Connection) -> None:
+        if self._closed or connection.closed:
+            connection.close()
+            return
+        assert connection.loop is not None
+        with self._lock:
+            self._on_loop.add(connection)
+        connection.loop.add_reader(connection.sock, self._read, connection)
 
     def _read(self, connection: _Connection) -> None:
         try:
@@ -429,19 +512,32 @@ class Endpoint:
         acks = b"".join(_frame((sender, seq)) for sender, seq, _ in frames)
         try:
             if acks and connection.write(acks):
-                self._selector.modify(
-                    connection.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, connection
-                )
+                self._request("flush", connection)
         except OSError:
             self._drop(connection)
 
     def _drop(self, connection: _Connection) -> None:
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self._selector.unregister(connection.sock)
+        """A connection ended or failed (on the thread or loop that found it)."""
+        if threading.current_thread() is self._thread:
+            self._unwatch(connection)
+        else:
+            self._request("forget", connection)
+        if connection.loop is not None:
+            with contextlib.suppress(RuntimeError):
+                connection.loop.call_soon_threadsafe(self._stop_reading, connection)
+            return
         if connection.peer is not None:
             connection.peer.break_off()
         else:
             connection.close()
+
+    def _stop_reading(self, connection: _Connection) -> None:
+        assert connection.loop is not None
+        with self._lock:
+            self._on_loop.discard(connection)
+        with contextlib.suppress(ValueError, OSError):
+            connection.loop.remove_reader(connection.sock)
+        connection.close()
 
     # Closing ----------------------------------------------------------------------
 
@@ -465,6 +561,16 @@ class Endpoint:
             self._peers.clear()
         for peer in peers:
             peer.break_off()
+        with self._lock:
+            on_loop = list(self._on_loop)
+        for connection in on_loop:
+            if connection.loop is None or connection.loop.is_closed():
+                connection.close()
+            elif asyncio._get_running_loop() is connection.loop:
+                self._stop_reading(connection)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    connection.loop.call_soon_threadsafe(self._stop_reading, connection)
         for key in list(self._selector.get_map().values()):
             with contextlib.suppress(OSError):
                 key.fileobj.close()  # type: ignore[union-attr]

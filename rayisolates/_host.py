@@ -123,7 +123,9 @@ class HostRuntime:
         self.receiver = Receiver(self.ports, loop, self.errors.uncaught)
         # Direct channels to isolates on this node (``direct``: the node's folder).
         self.endpoint = (
-            None if direct is None else Endpoint(direct, isolate_id, self.receiver.accept)
+            None
+            if direct is None
+            else Endpoint(direct, isolate_id, self.receiver.accept, loop=loop)
         )
         to_isolates: Transmit = transmit_batch
         to_main: tuple[Outbox[Item], Callable[[], bool]] | None = None

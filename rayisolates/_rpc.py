@@ -150,8 +150,15 @@ OnDone = Callable[[concurrent.futures.Future[Any], Callable[[Any], None]], None]
 
 
 def when_done(future: concurrent.futures.Future[Any], callback: Callable[[Any], None]) -> None:
-    """Run ``callback(future)`` once ``future`` is done, on the completions thread."""
-    future.add_done_callback(lambda done: _completions.put(lambda: callback(done)))
+    """Run ``callback(future)`` once ``future`` is done, on the completions thread.
+
+    A future that says it ``completes_off_ray`` (``_direct``) is completed
+    on a thread of ours already: its callback runs right there.
+    """
+    if getattr(future, "completes_off_ray", False):
+        future.add_done_callback(callback)
+    else:
+        future.add_done_callback(lambda done: _completions.put(lambda: callback(done)))
 
 
 def inline(future: concurrent.futures.Future[Any], callback: Callable[[Any], None]) -> None:

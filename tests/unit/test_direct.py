@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import random
@@ -225,7 +226,7 @@ def test_another_user_cannot_inject_messages(opened: bool) -> None:
     assert received.batches == []
 
 
-@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("seed", range(int(os.environ.get("DIRECT_SEEDS", "30"))))
 def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) -> None:
     """Outboxes over direct channels, with channels broken at random and a slow, lossy "Ray".
 
@@ -304,3 +305,39 @@ def test_sweep_removes_only_sockets_nobody_listens_on(
     left.close()
     assert sweep(folder) == 1
     assert sorted(path.name for path in folder.iterdir()) == ["b.sock"]
+
+
+def test_a_loop_can_read_what_arrives_while_acknowledgements_stay_on_the_thread(
+    folder: Path,
+) -> None:
+    """Batches to ``b`` are taken on b's loop; b's own batches are acknowledged while it blocks."""
+    loop = asyncio.new_event_loop()
+    taken: list[tuple[str, int, bool]] = []
+    b_ready = threading.Event()
+
+    def take(sender: str, seq: int, items: list[Any]) -> None:
+        taken.append((sender, seq, asyncio.get_running_loop() is loop))
+
+    a_received = Received()
+    a = Endpoint(folder, "a", a_received)
+    b = Endpoint(folder, "b", take, loop=loop)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    try:
+        loop.call_soon_threadsafe(b_ready.set)
+        runner.start()
+        assert b_ready.wait(10)
+        futures = [a.send("b", "a", seq, [item(seq)], done_now) for seq in range(20)]
+        for future in futures:
+            assert future is not None and future.result(10) is None
+        assert taken == [("a", seq, True) for seq in range(20)]
+        blocked = threading.Event()
+        loop.call_soon_threadsafe(blocked.wait)  # b's loop is busy from now on
+        own = b.send("a", "b", 0, [item("from b")], done_now)
+        assert own is not None and own.result(10) is None  # acknowledged all the same
+        blocked.set()
+    finally:
+        a.close()
+        loop.call_soon_threadsafe(b.close)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
