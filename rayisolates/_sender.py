@@ -89,13 +89,11 @@ class Sender:
 
     def _send_to_main(self, link: HostLink, main_id: str, item: Item) -> None:
         with self._main_lock:
-            if (
-                not self._direct_to_main
-                and self._to_main is not None
-                and link.drained()
-                and self._main_reachable()
-            ):
-                self._direct_to_main = True
+            if self._to_main is not None and not self._direct_to_main:
+                if not self._main_reachable():  # on another node: the link, for good
+                    self._to_main = None
+                elif link.drained():
+                    self._direct_to_main = True
             if self._direct_to_main and self._to_main is not None:
                 self._to_main.add(main_id, self._supervisor(), item)
             else:
