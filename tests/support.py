@@ -45,3 +45,12 @@ def run(coroutine: Any, timeout: float = 90) -> Any:
     import asyncio
 
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
+
+
+def resident_megabytes(pid: int | None = None) -> float:
+    """A process's resident memory in MB (this one by default; Linux /proc)."""
+    with open(f"/proc/{pid or os.getpid()}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import ray
 
 from rayisolates import Isolate, ReceivePort, SendPort
+from rayisolates._context import current
 
 from . import chaos_entries
-from .support import run
+from .support import resident_megabytes, run
 
 MAIN = "main"
 Counts = dict[str, dict[str, int]]  # sender -> target -> messages sent
@@ -237,5 +239,11 @@ def test_soak() -> None:
         seed=int(os.environ.get("SOAK_SEED", "7")),
         wait=900.0,
     )
+    supervisor = current().sender.supervisor()
+    supervisor_pid = ray.get(supervisor.__ray_call__.remote(lambda self: os.getpid()))
+    before = resident_megabytes(), resident_megabytes(supervisor_pid)
     run(chaos(config), timeout=7100)
+    after = resident_megabytes(), resident_megabytes(supervisor_pid)
+    config.figures["driver_rss_mb"] = (round(before[0], 1), round(after[0], 1))
+    config.figures["supervisor_rss_mb"] = (round(before[1], 1), round(after[1], 1))
     print("SOAK", config.figures)

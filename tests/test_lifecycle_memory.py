@@ -15,7 +15,7 @@ from rayisolates._context import current
 from rayisolates._main import MainRuntime
 
 from . import entries
-from .support import run
+from .support import resident_megabytes, run
 
 
 def remembered() -> dict[str, int]:
@@ -64,14 +64,6 @@ def test_isolates_that_ended_are_forgotten() -> None:
     while (after := remembered()) != baseline and time.monotonic() < deadline:
         time.sleep(0.05)
     assert after == baseline, (baseline, after)
-
-
-def resident_megabytes(pid: int | None = None) -> float:
-    with open(f"/proc/{pid or os.getpid()}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 @pytest.mark.soak
