@@ -19,11 +19,14 @@ A receiver that died is then reported dead by Ray, as before. Batches that
 hold Ray objects or actor handles (large messages, ``SendPort``) always go
 over Ray, which must count their references.
 
-One thread per process (``rayisolates-direct``) reads every socket: batches
-in (handed to ``on_batch``, then acknowledged) and acknowledgements back.
-It never waits for anything but a short write of acknowledgements (at most
-the outbox window per channel), so two processes writing large batches to
-each other cannot block each other. Senders write from their own threads.
+One thread per process (``rayisolates-direct``) reads acknowledgements of
+what the process sent, and incoming batches too unless a loop is given
+(a spawned isolate reads its incoming batches on its own event loop: one
+thread hop less per message). Nothing here waits on a socket: writes are
+non-blocking, and what a socket does not take at once is queued and
+written by the reading thread when it can, so two processes writing large
+batches to each other cannot block each other, and a busy sender's
+batches are still acknowledged.
 
 Frames: a 4-byte length, then a pickle: ``(sender, seq, items)`` one way,
 ``(sender, seq)`` back.
