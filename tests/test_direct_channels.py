@@ -10,12 +10,17 @@ from typing import Any
 import pytest
 
 from rayisolates import Isolate, ReceivePort, SendPort
+from rayisolates._connection import direct_channels
 from rayisolates._context import current
 
 from . import entries
 from .support import run, run_python
 
 pytestmark = pytest.mark.timeout(180)
+
+needs_direct = pytest.mark.skipif(
+    not direct_channels(), reason="direct channels are switched off (RAYISOLATES_DIRECT=0)"
+)
 
 ON_THE_HEAD: dict[str, Any] = {"resources": {"node_head": 1}}  # the driver's node
 
@@ -24,6 +29,7 @@ def main_endpoint() -> Any:
     return current().runtime.endpoint  # type: ignore[attr-defined]
 
 
+@needs_direct
 def test_isolates_on_the_drivers_node_listen_privately_and_clean_up() -> None:
     async def main() -> None:
         port: ReceivePort[Any] = ReceivePort()
@@ -45,6 +51,7 @@ def test_isolates_on_the_drivers_node_listen_privately_and_clean_up() -> None:
     run(main())
 
 
+@needs_direct
 @pytest.mark.parametrize("seed", range(4))
 def test_channels_cut_mid_stream_fall_back_to_ray_losing_nothing(seed: int) -> None:
     """Main -> A -> B and A -> main while A's channels, and main's to A, break at random."""
