@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from typing import Any
 
 import numpy as np
 import ray
 
 from rayisolates import Isolate, ReceivePort, SendPort
+
+from .figure import median_round_trip_ms, median_round_trip_ms_async
 
 
 async def echo(reply: SendPort[Any]) -> None:
@@ -205,14 +205,13 @@ async def pinger(reply: SendPort[Any]) -> None:
     echoes: ReceivePort[Any] = ReceivePort("bench-pinger-echoes")
     reply.send((commands.send_port, echoes.send_port))
     partner: SendPort[Any] = await anext(echoes)
+
+    async def round_trip(i: int) -> object:
+        partner.send(i)
+        return await anext(echoes)
+
     async for count in commands:
-        times = []
-        for i in range(count):
-            started = time.perf_counter()
-            partner.send(i)
-            await anext(echoes)
-            times.append(time.perf_counter() - started)
-        reply.send(statistics.median(times) * 1000)
+        reply.send(await median_round_trip_ms_async(round_trip, count))
 
 
 async def burst_to(reply: SendPort[Any]) -> None:
@@ -243,9 +242,4 @@ class RawPinger:
     """The raw-Ray comparator between two actors: sync calls from one actor to another."""
 
     def ping(self, target: Any, count: int) -> float:
-        times = []
-        for i in range(count):
-            started = time.perf_counter()
-            ray.get(target.echo.remote(i))
-            times.append(time.perf_counter() - started)
-        return statistics.median(times) * 1000
+        return median_round_trip_ms(lambda i: ray.get(target.echo.remote(i)), count)

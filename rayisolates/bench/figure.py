@@ -5,10 +5,18 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["OURS", "Figure", "actor", "milliseconds", "pipe_round_trips"]
+__all__ = [
+    "OURS",
+    "Figure",
+    "actor",
+    "median_round_trip_ms",
+    "median_round_trip_ms_async",
+    "milliseconds",
+    "pipe_round_trips",
+]
 
 OURS = "rayisolates"
 
@@ -37,6 +45,28 @@ def milliseconds(action: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def median_round_trip_ms(round_trip: Callable[[int], object], count: int) -> float:
+    """The median of ``count`` timed calls ``round_trip(i)``, in ms."""
+    times = []
+    for i in range(count):
+        started = time.perf_counter()
+        round_trip(i)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+async def median_round_trip_ms_async(
+    round_trip: Callable[[int], Awaitable[object]], count: int
+) -> float:
+    """:func:`median_round_trip_ms` for a round trip that is awaited."""
+    times = []
+    for i in range(count):
+        started = time.perf_counter()
+        await round_trip(i)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
 def actor(actor_class: Any) -> Any:
     """A ``@ray.remote`` class, typed loosely (Ray's stubs do not know ``.remote``)."""
     return actor_class
@@ -50,14 +80,12 @@ def pipe_round_trips(batch: int) -> tuple[Callable[[], float], Callable[[], None
     child = context.Process(target=pipe_echo, args=(theirs,), daemon=True)
     child.start()
 
+    def round_trip(i: int) -> object:
+        ours.send(i)
+        return ours.recv()
+
     def reading() -> float:
-        times = []
-        for i in range(batch):
-            started = time.perf_counter()
-            ours.send(i)
-            ours.recv()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times) * 1000
+        return median_round_trip_ms(round_trip, batch)
 
     def stop() -> None:
         ours.send(None)

@@ -6,7 +6,6 @@ import asyncio
 import multiprocessing
 import os
 import signal
-import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -18,7 +17,14 @@ from ray.util.queue import Queue
 from rayisolates import Isolate, ReceivePort, SendPort
 
 from . import entries
-from .figure import OURS, Figure, actor, pipe_round_trips
+from .figure import (
+    OURS,
+    Figure,
+    actor,
+    median_round_trip_ms,
+    median_round_trip_ms_async,
+    pipe_round_trips,
+)
 
 __all__ = ["crash_notice", "ping_pong", "throughput_four_senders", "throughput_one_sender"]
 
@@ -35,25 +41,15 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     batch = 20
     pipe, stop_pipe = pipe_round_trips(batch)
 
-    async def ours_batch() -> list[float]:
-        times = []
-        for i in range(batch):
-            started = time.perf_counter()
-            worker.send(i)
-            await anext(port)
-            times.append(time.perf_counter() - started)
-        return times
+    async def round_trip(i: int) -> object:
+        worker.send(i)
+        return await anext(port)
 
     def ours() -> float:
-        return statistics.median(loop.run_until_complete(ours_batch())) * 1000
+        return loop.run_until_complete(median_round_trip_ms_async(round_trip, batch))
 
     def raw_calls(target: Any) -> float:
-        times = []
-        for i in range(batch):
-            started = time.perf_counter()
-            ray.get(target.echo.remote(i))
-            times.append(time.perf_counter() - started)
-        return statistics.median(times) * 1000
+        return median_round_trip_ms(lambda i: ray.get(target.echo.remote(i)), batch)
 
     try:
         yield Figure(

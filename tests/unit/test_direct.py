@@ -282,9 +282,11 @@ def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) 
             if rng.random() < 0.01:  # the receiving side drops every channel, unread frames too
                 receivers[-1].close()
                 receivers.append(Endpoint(folder, "b", take))
-        deadline = time.monotonic() + 30
-        while any(outbox.busy() for outbox in outboxes) and time.monotonic() < deadline:
-            time.sleep(0.005)
+
+        async def drained() -> None:
+            await asyncio.gather(*(outbox.drain() for outbox in outboxes))
+
+        asyncio.run(asyncio.wait_for(drained(), 30))  # every batch delivered or acknowledged
         assert not any(outbox.busy() for outbox in outboxes)
         with lock:
             merged = sorted(v for values in dispatched.values() for v in values)
