@@ -16,7 +16,7 @@ One supervisor actor runs per driver, on the driver's node. It
 
 Every method may be called again after a failed call (``_rpc``): each is
 idempotent (batches by sequence number, ``take`` by position, ``spawn`` by
-the request's ``spawn_id``).
+the request's ``spawn_id``, for a minute after the spawn finished).
 """
 
 from __future__ import annotations
@@ -58,7 +58,12 @@ from ._wire import (
 __all__ = ["Supervisor"]
 
 NO_RESPONSE: Encoded = (INLINE, None, None)
-_REMEMBERED_SPAWNS = 1024  # spawn ids whose result a repeated call gets again
+# A spawn's result is given again to a repeat of its call (sent when the reply
+# of the first was lost) for this long after the spawn finished, and for at
+# most this many spawns: remembering the handle keeps its Ray actor handle, and
+# with it Ray's records of the actor, alive (some 26 KB each).
+_SPAWN_MEMORY_SECONDS = 60.0
+_REMEMBERED_SPAWNS = 256
 
 
 @dataclass(slots=True)
@@ -173,6 +178,10 @@ class Supervisor:
                 raise
             except Exception as error:
                 known.set_exception(error)
+            finally:
+                asyncio.get_running_loop().call_later(
+                    _SPAWN_MEMORY_SECONDS, self._spawns.pop, request.spawn_id, None
+                )
         return await asyncio.shield(known)
 
     async def _spawn(self, request: SpawnRequest) -> Isolate:

@@ -248,3 +248,39 @@ def direct_sockets() -> list[str]:
 
     folder = direct_folder(ray.get_runtime_context().get_node_id())
     return sorted(path.stem for path in folder.glob("*.sock")) if folder else []
+
+
+@ray.remote(num_cpus=0)
+class RawChild:
+    """A plain actor that calls its owner back once, as an isolate calls its supervisor."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def hello(self) -> int:
+        ray.get(self.owner.ping.remote())
+        return os.getpid()
+
+
+@ray.remote(num_cpus=0)
+class RawOwner:
+    """Creates and kills plain actors, as the supervisor creates and ends isolates."""
+
+    def __init__(self) -> None:
+        self.children: list[Any] = []
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def ping(self) -> None:
+        return None
+
+    def make(self, count: int) -> list[Any]:
+        me = ray.get_runtime_context().current_actor
+        self.children = [RawChild.remote(me) for _ in range(count)]  # type: ignore[attr-defined]
+        return self.children
+
+    def kill(self) -> None:
+        for child in self.children:
+            ray.kill(child)
+        self.children = []

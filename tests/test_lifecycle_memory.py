@@ -66,19 +66,61 @@ def test_isolates_that_ended_are_forgotten() -> None:
     assert after == baseline, (baseline, after)
 
 
+def churn_raw_actors(owner: Any, count: int, wave: int = 20) -> None:
+    """Ray's floor for the same pattern: an owner actor creates plain actors that call it
+    back once, the driver calls each once, the owner kills them; in waves."""
+    for start in range(0, count, wave):
+        children = ray.get(owner.make.remote(min(wave, count - start)))
+        ray.get([child.hello.remote() for child in children])
+        del children
+        ray.get(owner.kill.remote())
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(14_400)
 def test_memory_over_many_isolates() -> None:
+    """Resident memory of the driver and the supervisor while ``SOAK_SPAWNS`` isolates
+    are spawned and ended, next to Ray's own floor for plain actors in the same run."""
     count = int(os.environ.get("SOAK_SPAWNS", "10000"))
+    raw_count = min(count, 1000)
     supervisor = current().sender.supervisor()
     supervisor_pid = ray.get(supervisor.__ray_call__.remote(lambda self: os.getpid()))
+    owner = entries.RawOwner.remote()  # type: ignore[attr-defined]
+    owner_pid = ray.get(owner.pid.remote())
     run(spawn_and_end(200), timeout=600)  # warmed up: imports, connections, caches
-    before = resident_megabytes(), resident_megabytes(supervisor_pid)
+    churn_raw_actors(owner, 100)
+
+    def sample() -> tuple[float, float]:
+        return resident_megabytes(), resident_megabytes(supervisor_pid)
+
+    before = sample()
     started = time.perf_counter()
-    run(spawn_and_end(count), timeout=14_000)
-    after = resident_megabytes(), resident_megabytes(supervisor_pid)
+    for done in range(0, count, 1000):
+        run(spawn_and_end(min(1000, count - done)), timeout=3_600)
+        now = sample()
+        print(
+            f"SOAK {done + min(1000, count - done)} isolates, "
+            f"{time.perf_counter() - started:.0f} s: driver {now[0]:.1f} MB, "
+            f"supervisor {now[1]:.1f} MB",
+            flush=True,
+        )
+    elapsed = time.perf_counter() - started
+    after = sample()
+    raw_before = resident_megabytes(), resident_megabytes(owner_pid)
+    churn_raw_actors(owner, raw_count)
+    raw_after = resident_megabytes(), resident_megabytes(owner_pid)
+    ray.kill(owner)
+
+    def per_one(first: float, last: float, number: int) -> str:
+        return f"{(last - first) * 1024 / number:.1f} KB each"
+
     print(
-        f"SOAK {count} isolates spawned and ended in {time.perf_counter() - started:.0f} s; "
-        f"driver RSS {before[0]:.1f} -> {after[0]:.1f} MB, "
-        f"supervisor RSS {before[1]:.1f} -> {after[1]:.1f} MB; remembered {remembered()}"
+        f"SOAK {count} isolates spawned and ended in {elapsed:.0f} s; "
+        f"driver RSS {before[0]:.1f} -> {after[0]:.1f} MB ({per_one(before[0], after[0], count)}), "
+        f"supervisor RSS {before[1]:.1f} -> {after[1]:.1f} MB "
+        f"({per_one(before[1], after[1], count)}); remembered {remembered()}\n"
+        f"SOAK Ray's floor, {raw_count} plain actors: owner actor RSS {raw_before[1]:.1f} -> "
+        f"{raw_after[1]:.1f} MB ({per_one(raw_before[1], raw_after[1], raw_count)}), "
+        f"driver {raw_before[0]:.1f} -> {raw_after[0]:.1f} MB "
+        f"({per_one(raw_before[0], raw_after[0], raw_count)})"
     )
