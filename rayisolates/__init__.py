@@ -5,6 +5,7 @@ from ._capability import Capability
 from ._errors import IsolateError, IsolateSpawnException, RemoteError
 from ._future import IsolateFuture
 from ._isolate import Isolate
+from ._pool import IsolatePool, PoolMap
 from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
 from ._transfer import TransferableTypedData
@@ -14,7 +15,9 @@ __all__ = [
     "Isolate",
     "IsolateError",
     "IsolateFuture",
+    "IsolatePool",
     "IsolateSpawnException",
+    "PoolMap",
     "RawReceivePort",
     "ReceivePort",
     "RemoteError",

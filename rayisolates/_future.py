@@ -75,11 +75,19 @@ class IsolateFuture(Generic[R]):
         """
         if self._cancelled:
             raise concurrent.futures.CancelledError()
+        if self._call is not None:
+            # Waiting apart from the result: a TimeoutError the work itself failed
+            # with (a pool task past its timeout) is not a wait that ran out.
+            concurrent.futures.wait([self._call], timeout)
+            if not self._call.done():
+                raise TimeoutError(f"{self._what} did not finish in time")
         try:
             if self._call is not None:
-                return self._call.result(timeout)
+                return self._call.result()
             value: R = ray.get(self._ref, timeout=timeout)
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError:  # (Ray's GetTimeoutError is one too)
+            if self._call is not None:
+                raise  # the work's own
             failure: BaseException = TimeoutError(f"{self._what} did not finish in time")
         except ray_errors.RayError as error:
             failure = from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)

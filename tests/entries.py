@@ -284,3 +284,36 @@ class RawOwner:
         for child in self.children:
             ray.kill(child)
         self.children = []
+
+
+def die_once(marker: str) -> str:
+    """A pool task that SIGKILLs its member the first time (``marker`` records it)."""
+    import signal
+
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+def always_die() -> None:
+    """A poison task: SIGKILLs whatever member runs it."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def member_pid(delay: float = 0.0) -> int:
+    """The pid of the member running this (after ``delay`` seconds)."""
+    time.sleep(delay)
+    return os.getpid()
+
+
+async def pool_inside(reply: SendPort[Any]) -> None:
+    """Use a pool from inside a spawned isolate; send what it computed."""
+    from rayisolates import IsolatePool
+
+    async with IsolatePool(2) as pool:
+        squares = [value async for value in pool.map(lambda x: x * x, range(20))]
+        reply.send(squares)

@@ -1,0 +1,192 @@
+"""IsolatePool: balanced tasks as port messages, members replaced, retries, timeouts, scaling."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import operator
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rayisolates import Isolate, IsolatePool, ReceivePort, RemoteError
+
+from . import entries
+from .support import run
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def pool(ray_runtime: dict[str, Any]) -> Iterator[IsolatePool]:
+    """Three members shared by the tests that leave them as they found them."""
+    with IsolatePool(3, debug_name="test-pool") as shared:
+        yield shared
+
+
+def settle(pool: IsolatePool, **wanted: int) -> dict[str, int]:
+    """Wait until the pool's stats show ``wanted`` (members come and go asynchronously)."""
+    deadline = time.monotonic() + 60
+    while True:
+        stats = pool.stats()
+        if all(stats[key] == value for key, value in wanted.items()):
+            return stats
+        assert time.monotonic() < deadline, (wanted, stats)
+        time.sleep(0.05)
+
+
+def test_ten_thousand_tasks_each_give_their_own_result(pool: IsolatePool) -> None:
+    futures = [pool.run(operator.mul, i, 3) for i in range(10_000)]
+    assert [future.result(120) for future in futures] == [3 * i for i in range(10_000)]
+    assert pool.stats()["queued"] == 0
+
+
+def test_lambdas_closures_and_async_functions(pool: IsolatePool) -> None:
+    offset = 10
+
+    async def later_double(x: int) -> int:
+        await asyncio.sleep(0.001)
+        return 2 * x
+
+    assert pool.run(lambda x: x + offset, 1).result(60) == 11
+    assert pool.run(later_double, 21).result(60) == 42
+
+    async def awaited() -> list[int]:
+        return [await pool.run(lambda: 7), await pool.run(later_double, 4)]
+
+    assert run(awaited()) == [7, 8]
+
+
+def test_large_results_come_back_through_the_object_store(pool: IsolatePool) -> None:
+    array = pool.run(np.ones, 4_000_000).result(60)  # 32 MB
+    assert array.shape == (4_000_000,) and float(array.sum()) == 4_000_000.0
+
+
+def test_errors_keep_their_type_and_the_remote_stack(pool: IsolatePool) -> None:
+    with pytest.raises(ZeroDivisionError) as raised:
+        pool.run(operator.truediv, 1, 0).result(60)
+    assert "Remote traceback" in "".join(getattr(raised.value, "__notes__", []))
+
+
+def test_bad_input_is_refused_at_run_and_the_pool_keeps_working(pool: IsolatePool) -> None:
+    with pytest.raises(TypeError, match=r"IsolatePool.run\(\) cannot send argument 1"):
+        pool.run(operator.add, 1, threading.Lock())
+    with pytest.raises(TypeError, match="needs a callable"):
+        pool.run(42)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="timeout"):
+        pool.run(operator.add, 1, 2, timeout=0)
+    assert pool.run(operator.add, 1, 2).result(60) == 3
+
+
+def test_map_is_lazy_ordered_and_async_too(pool: IsolatePool) -> None:
+    assert list(pool.map(operator.neg, range(100))) == [-i for i in range(100)]
+    assert sorted(pool.map(operator.neg, range(50), ordered=False)) == sorted(-i for i in range(50))
+
+    async def collect() -> list[int]:
+        return [value async for value in pool.map(operator.neg, range(30))]
+
+    assert run(collect()) == [-i for i in range(30)]
+
+
+def test_map_over_an_endless_iterable_with_a_slow_consumer_stays_bounded(
+    pool: IsolatePool,
+) -> None:
+    pulled: list[int] = []
+
+    def endless() -> Iterator[int]:
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    results = pool.map(operator.neg, endless(), buffer=8)
+    for consumed in range(1, 41):
+        assert next(results) == -(consumed - 1)
+        if consumed % 10 == 0:
+            time.sleep(0.05)  # a slow consumer: the pool must not run ahead
+        assert len(pulled) - consumed <= 8
+
+
+def test_a_member_killed_mid_task_fails_it_and_is_replaced(pool: IsolatePool) -> None:
+    before = pool.stats()
+    with pytest.raises(RemoteError, match="ended before it finished"):
+        pool.run(entries.always_die).result(60)
+    stats = settle(pool, members=3)
+    assert stats["replaced"] == before["replaced"] + 1
+    assert pool.run(operator.add, 2, 2).result(60) == 4
+
+
+def test_with_retries_a_killed_members_task_runs_again(tmp_path: Path) -> None:
+    with IsolatePool(2, retries=1) as pool:
+        assert pool.run(entries.die_once, str(tmp_path / "died")).result(60) == "survived"
+        stats = pool.stats()
+        assert (stats["retried"], stats["replaced"]) == (1, 1)
+
+
+def test_a_poison_task_fails_after_its_retries_and_stops_killing() -> None:
+    with IsolatePool(2, retries=2) as pool:
+        with pytest.raises(RemoteError, match="ended 3 pool members"):
+            pool.run(entries.always_die).result(120)
+        settle(pool, members=2)
+        assert pool.stats()["replaced"] == 3
+        assert pool.run(operator.add, 1, 1).result(60) == 2
+
+
+def test_a_task_past_its_timeout_fails_and_its_member_is_replaced() -> None:
+    with IsolatePool(1) as pool:
+        stuck_pid = pool.run(entries.member_pid).result(60)
+        with pytest.raises(TimeoutError, match=r"did not finish within 0\.5 s"):
+            pool.run(time.sleep, 60, timeout=0.5).result(30)
+        assert pool.run(entries.member_pid).result(60) != stuck_pid
+        assert pool.stats()["replaced"] == 1
+
+
+def test_members_above_min_size_end_when_idle_and_come_back_under_load() -> None:
+    with IsolatePool(3, min_size=1, idle_seconds=0.5) as pool:
+        pids = {f.result(60) for f in [pool.run(entries.member_pid, 0.8) for _ in range(6)]}
+        assert len(pids) == 3
+        settle(pool, members=1)
+        again = {f.result(60) for f in [pool.run(entries.member_pid, 0.8) for _ in range(6)]}
+        assert len(again) == 3
+        assert pool.stats()["replaced"] == 0
+
+
+def test_async_with_and_a_pool_inside_a_spawned_isolate() -> None:
+    async def main() -> list[int]:
+        async with IsolatePool(1) as pool:
+            assert await pool.run(operator.add, 20, 22) == 42
+        with pytest.raises(RuntimeError, match="closed"):
+            pool.run(operator.add, 1, 1)
+        port: ReceivePort[Any] = ReceivePort()
+        await Isolate.spawn(entries.pool_inside, port.send_port)
+        squares: list[int] = await anext(port)
+        port.close()
+        return squares
+
+    assert run(main(), timeout=150) == [i * i for i in range(20)]
+
+
+def test_close_from_inside_an_event_loop_points_to_aclose() -> None:
+    async def main() -> None:
+        pool = IsolatePool(1)
+        with pytest.raises(RuntimeError, match="aclose"):
+            pool.close()
+        await pool.aclose()
+
+    run(main())
+
+
+def test_bad_sizes_are_refused() -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"size": 0}, "size"),
+        ({"size": 2, "min_size": 3}, "min_size"),
+        ({"size": 2, "max_parallel": 0}, "max_parallel"),
+        ({"size": 2, "retries": -1}, "retries"),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(ValueError, match=message):
+            IsolatePool(**arguments)
