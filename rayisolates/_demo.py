@@ -31,6 +31,7 @@ EXAMPLES = [
     "ports_example.py",
     "large_json.py",
     "process_photos.py",
+    "pool_word_count.py",
     "cluster_ring.py",
 ]
 

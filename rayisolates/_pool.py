@@ -490,6 +490,7 @@ class IsolatePool:
             ]
             for member in idle[: max(0, len(live) - self.min_size)]:
                 self._end(member)
+                self._settled.notify_all()
         later(self.idle_seconds / 2, self._check_idle)
 
     def _fail_queued(self, error: BaseException) -> None:

@@ -317,3 +317,13 @@ async def pool_inside(reply: SendPort[Any]) -> None:
     async with IsolatePool(2) as pool:
         squares = [value async for value in pool.map(lambda x: x * x, range(20))]
         reply.send(squares)
+
+
+def node_then_hold(job: tuple[SendPort[Any], str]) -> str:
+    """A pool task: tell which node runs it; on ``doomed`` hold on until that node is gone."""
+    reply, doomed = job
+    here = str(ray.get_runtime_context().get_node_id())
+    reply.send(here)
+    while here == doomed:
+        time.sleep(0.1)
+    return here

@@ -64,6 +64,16 @@ def test_process_photos_reads_results_without_copies(ray_runtime: dict[str, str]
     assert re.search(r"Throughput: [\d.]+ photos/s", output)
 
 
+def test_pool_word_count_matches_a_count_made_in_one_process(
+    ray_runtime: dict[str, str],
+) -> None:
+    output = run_example("pool_word_count.py", ray_runtime)
+    files = re.search(r"Counted [\d,]+ words in (\d+) files", output)
+    assert files and int(files.group(1)) > 50, output
+    assert f"Tasks completed by the pool: {files.group(1)}, failed: 0" in output
+    assert "Same as counting in this process: True" in output
+
+
 def test_cluster_ring_spreads_over_every_node(ray_runtime: dict[str, Any]) -> None:
     output = run_example("cluster_ring.py", ray_runtime)
     for node in ray_runtime["nodes"].values():

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ray.cluster_utils import Cluster
 
 from rayisolates import Isolate, IsolatePool, ReceivePort, RemoteError
 
@@ -20,6 +21,8 @@ from . import entries
 from .support import run
 
 pytestmark = pytest.mark.timeout(180)
+
+MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +33,16 @@ def pool(ray_runtime: dict[str, Any]) -> Iterator[IsolatePool]:
 
 
 def settle(pool: IsolatePool, **wanted: int) -> dict[str, int]:
-    """Wait until the pool's stats show ``wanted`` (members come and go asynchronously)."""
-    deadline = time.monotonic() + 60
-    while True:
+    """Wait until the pool's stats show ``wanted``: members come and go as messages
+    reach the pool, and each change wakes the pool's condition."""
+
+    def reached() -> bool:
         stats = pool.stats()
-        if all(stats[key] == value for key, value in wanted.items()):
-            return stats
-        assert time.monotonic() < deadline, (wanted, stats)
-        time.sleep(0.05)
+        return all(stats[key] == value for key, value in wanted.items())
+
+    with pool._settled:
+        assert pool._settled.wait_for(reached, timeout=60), (wanted, pool.stats())
+    return pool.stats()
 
 
 def test_ten_thousand_tasks_each_give_their_own_result(pool: IsolatePool) -> None:
@@ -190,3 +195,25 @@ def test_bad_sizes_are_refused() -> None:
     for arguments, message in cases:
         with pytest.raises(ValueError, match=message):
             IsolatePool(**arguments)
+
+
+@pytest.mark.timeout(300)
+def test_spread_members_survive_the_loss_of_a_node(
+    cluster: Cluster, ray_runtime: dict[str, Any]
+) -> None:
+    """SPREAD over the session's 3 nodes and a 4th; the 4th is removed mid-task."""
+    doomed = cluster.add_node(num_cpus=1, object_store_memory=200 * MB)
+    cluster.wait_for_nodes()
+    port: ReceivePort[Any] = ReceivePort()
+    with IsolatePool(4, retries=1, scheduling_strategy="SPREAD", num_cpus=0) as pool:
+        held = [pool.run(entries.node_then_hold, (port.send_port, doomed.node_id)) for _ in range(4)]
+        started_on = [run(anext(port)) for _ in held]  # one task a member, least loaded first
+        assert doomed.node_id in started_on and len(set(started_on)) >= 3, started_on
+        cluster.remove_node(doomed, allow_graceful=False)
+        finished_on = [future.result(180) for future in held]
+        assert doomed.node_id not in finished_on  # its task ran again on a live node
+        stats = settle(pool, members=4)
+        assert (stats["replaced"], stats["retried"], stats["failed"]) == (1, 1, 0)
+        on = {pool.run(entries.node_then_hold, (port.send_port, "")).result(60) for _ in range(8)}
+        assert doomed.node_id not in on
+    port.close()

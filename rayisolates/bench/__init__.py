@@ -25,6 +25,7 @@ from rayisolates import init, shutdown
 from .between import ping_pong_between_isolates, throughput_between_isolates
 from .data import exit_large_array, port_large_array, run_over_large_array
 from .figure import OURS, Figure
+from .pool import pool_replacement, pool_round_trip, pool_throughput
 from .ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
 from .running import (
     idle_memory,
@@ -42,6 +43,9 @@ CASES = [
     run_throughput,
     spawn_first_message,
     spawn_from_pool,
+    pool_round_trip,
+    pool_throughput,
+    pool_replacement,
     ping_pong,
     ping_pong_between_isolates,
     throughput_one_sender,

@@ -243,3 +243,27 @@ class RawPinger:
 
     def ping(self, target: Any, count: int) -> float:
         return median_round_trip_ms(lambda i: ray.get(target.echo.remote(i)), count)
+
+
+def noop() -> None:
+    """The task of the throughput and round-trip figures."""
+    return None
+
+
+def pid_then_block(reply: SendPort[Any]) -> None:
+    """A pool task: say which process runs it, then block until killed."""
+    import time
+
+    reply.send(os.getpid())
+    time.sleep(3600)
+
+
+@ray.remote(num_cpus=0)
+class RawNoop:
+    """A sync actor for ``ray.util.ActorPool``, and one Ray restarts after a kill."""
+
+    def noop(self, value: Any = None) -> None:
+        return None
+
+    def pid(self) -> int:
+        return os.getpid()
