@@ -18,7 +18,9 @@ import asyncio
 import copyreg
 import io
 import pickle
+import sys
 import threading
+import types
 from collections import ChainMap
 from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn
@@ -42,6 +44,8 @@ __all__ = [
     "decode_pickled",
     "encode",
     "needs_fetch",
+    "open_encoded",
+    "open_encoded_async",
 ]
 
 INLINE, PICKLED, STORED = 0, 1, 2
@@ -87,8 +91,25 @@ _BY_INDEX: dict[type, Callable[[Any], Any]] = {
 }
 
 
+class _ByValue(Exception):
+    """A function or class only this process can name: cloudpickle must carry its code."""
+
+
 class _FastPickler(pickle.Pickler):
     dispatch_table = {**copyreg.dispatch_table, **_BY_INDEX}  # noqa: RUF012
+
+    def reducer_override(self, obj: Any) -> Any:
+        """Refuse functions and classes of ``__main__`` (or of no importable module).
+
+        Plain pickle would name them, and ``__main__`` is another module in the
+        receiving process (Ray's worker): they must travel by value.
+        Containers and scalars never reach this method (pickle's fast paths).
+        """
+        if isinstance(obj, (types.FunctionType, type)):
+            module = getattr(obj, "__module__", None)
+            if module == "__main__" or module not in sys.modules:
+                raise _ByValue
+        return NotImplemented
 
 
 class _CloudPickler(cloudpickle.CloudPickler):  # type: ignore[misc]
@@ -163,6 +184,32 @@ def decode_pickled(data: bytes, refs: list[Any] | None) -> Any:
         return pickle.loads(data)
     finally:
         _local.restoring = ()
+
+
+def open_encoded(encoded: Encoded) -> Any:
+    """Rebuild a value :func:`encode` made that travelled inside another message.
+
+    A ``STORED`` value's object was fetched with the message that carried its
+    ref; this reads it (no copy for numpy buffers on the same node).
+    """
+    kind, payload, refs = encoded
+    if kind == INLINE:
+        return payload
+    if kind == PICKLED:
+        return decode_pickled(payload, refs)
+    value = ray.get(payload)
+    remember(value, payload)
+    return value
+
+
+async def open_encoded_async(encoded: Encoded) -> Any:
+    """:func:`open_encoded` for an event loop: a stored value is awaited, not waited for."""
+    kind, payload, _ = encoded
+    if kind != STORED:
+        return open_encoded(encoded)
+    value = await payload
+    remember(value, payload)
+    return value
 
 
 def needs_fetch(items: list[Item]) -> bool:

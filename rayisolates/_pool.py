@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-from ._codec import encode
+from ._codec import INLINE, STORED, encode, open_encoded, open_encoded_async
 from ._context import current
 from ._errors import RemoteError
 from ._future import IsolateFuture
@@ -45,28 +45,35 @@ from ._rpc import later
 from ._run import _portable
 from ._sendable import unsendable_part
 from ._sendport import SendPort
+from ._wire import Encoded
 
 __all__ = ["IsolatePool", "PoolMap"]
 
 R = TypeVar("R")
 
 IDLE_SECONDS = 10.0  # how long a member above min_size may idle before it ends
+# Tasks sent ahead to a member beyond those it runs, so it never waits for the next
+# one: as many as take this long to run (from the tasks' average run time), up to
+# _MOST_AHEAD. Long tasks are not sent ahead, so they stay balanced across members.
+_AHEAD_SECONDS = 0.002
+_MOST_AHEAD = 16
 
 
 # The member: runs inside each pooled isolate -------------------------------------------
 
 
-async def _member(setup: tuple[SendPort[Any], int]) -> None:
-    """A pool member: announce a task port, run what arrives on it, answer each task."""
-    results, member_id = setup
+async def _member(setup: tuple[SendPort[Any], int, int]) -> None:
+    """A pool member: announce a task port; run what arrives on it in order, at most
+    ``max_parallel`` at once (the rest wait here, sent ahead); answer each task."""
+    results, member_id, max_parallel = setup
     tasks: ReceivePort[Any] = ReceivePort("pool-member")
     results.send(("ready", member_id, tasks.send_port))
+    slots = asyncio.Semaphore(max_parallel)
     running: set[asyncio.Task[None]] = set()
     async for task in tasks:
-        if task is None:  # told to end: finish what runs, then go
+        if task is None:  # told to end: finish what runs and waits, then go
             break
-        task_id, fn, args = task
-        job = asyncio.ensure_future(_perform(results, task_id, fn, args))
+        job = asyncio.ensure_future(_perform(results, slots, *task))
         running.add(job)
         job.add_done_callback(running.discard)
     tasks.close()
@@ -74,18 +81,25 @@ async def _member(setup: tuple[SendPort[Any], int]) -> None:
         await asyncio.gather(*running)
 
 
-async def _perform(results: SendPort[Any], task_id: int, fn: Any, args: tuple[Any, ...]) -> None:
-    try:
-        value = fn(*args)
-        if inspect.isawaitable(value):
-            value = await value
-    except Exception as error:
-        results.send((task_id, False, _portable(error)))
-        return
-    try:
-        results.send((task_id, True, value))
-    except TypeError as error:  # the result cannot travel: say so, as a failure
-        results.send((task_id, False, error))
+async def _perform(
+    results: SendPort[Any], slots: asyncio.Semaphore, task_id: int, work: Encoded
+) -> None:
+    """Run one task; answer ``(task_id, ok, encoded value or error, seconds it ran)``.
+
+    The task is opened here, not by the port: a function this process cannot
+    load (its module is missing here, say) fails its task, not the member.
+    """
+    async with slots:  # tasks start in the order they arrived
+        started = time.perf_counter()
+        try:
+            fn, args = await open_encoded_async(work)
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                value = await value
+            ok, answer = True, encode(value, "returning a pool task's result")
+        except Exception as error:
+            ok, answer = False, encode(_portable(error), "raising from a pool task")
+        results.send((task_id, ok, answer, time.perf_counter() - started))
 
 
 # The pool: runs where it was made ---------------------------------------------------
@@ -94,12 +108,13 @@ async def _perform(results: SendPort[Any], task_id: int, fn: Any, args: tuple[An
 @dataclass(eq=False)
 class _Task:
     task_id: int
-    encoded: Any  # (task_id, fn, args), encoded once at run()
+    message: Encoded  # (task_id, encoded (fn, args)) for a member, encoded once at run()
     future: concurrent.futures.Future[Any]
     timeout: float | None
     what: str
     kills: int = 0  # members that ended while running it
     attempt: int = 0
+    member: _Member | None = None  # the member it was last sent to
 
 
 @dataclass(eq=False)
@@ -107,7 +122,7 @@ class _Member:
     member_id: int
     isolate: Isolate | None = None
     port: SendPort[Any] | None = None  # its task port, once ready
-    running: dict[int, _Task] = field(default_factory=dict)
+    running: dict[int, _Task] = field(default_factory=dict)  # sent to it, in order
     ending: bool = False  # told to end (or being ended): no more tasks
     timed_out: bool = False  # ended by the pool for a task past its timeout
     idle_since: float = field(default_factory=time.monotonic)
@@ -177,6 +192,7 @@ class IsolatePool:
         self._closed = False
         self._spawn_error: BaseException | None = None
         self._counts = collections.Counter[str]()
+        self._task_seconds: float | None = None  # tasks' run time, a moving average
         self._results: RawReceivePort[Any] = RawReceivePort(self._on_message, "pool-results")
         self._context = current()
         with self._lock:
@@ -220,13 +236,14 @@ class IsolatePool:
             raise TypeError(f"IsolatePool.run() needs a callable, got {fn!r}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"IsolatePool.run(): timeout must be positive, got {timeout!r}")
-        task_id = next(self._task_ids)
         try:
-            encoded = encode((task_id, fn, args), "IsolatePool.run()")
+            work = encode((fn, args), "IsolatePool.run()")
         except TypeError:
             raise _unsendable(fn, args) from None
         what = str(getattr(fn, "__qualname__", "the task"))
-        task = _Task(task_id, encoded, concurrent.futures.Future(), timeout, what)
+        task_id = next(self._task_ids)
+        message = encode((task_id, work))
+        task = _Task(task_id, message, concurrent.futures.Future(), timeout, what)
         with self._lock:
             if self._closing:
                 raise RuntimeError("IsolatePool.run(): the pool is closed")
@@ -331,7 +348,7 @@ class IsolatePool:
         self._members[member.member_id] = member
         spawning = Isolate.spawn(
             _member,
-            (self._results.send_port, member.member_id),
+            (self._results.send_port, member.member_id, self.max_parallel),
             debug_name=f"{self._debug_name}-{member.member_id}",
             **self._options,
         )
@@ -357,8 +374,12 @@ class IsolatePool:
             isolate.kill()
 
     def _on_message(self, message: Any) -> None:
+        first = message[0]
+        if first not in ("ready", "exit") and message[2][0] == STORED:
+            # A large result: fetched (it is local by now) without blocking this loop.
+            asyncio.get_running_loop().create_task(self._fetched(*message))
+            return
         with self._lock:
-            first = message[0]
             if first == "ready":
                 self._ready(message[1], message[2])
             elif first == "exit":
@@ -367,6 +388,13 @@ class IsolatePool:
                 self._finished(*message)
             self._dispatch()
             self._settled.notify_all()
+
+    async def _fetched(self, task_id: int, ok: bool, answer: Encoded, elapsed: float) -> None:
+        try:
+            value = await open_encoded_async(answer)
+        except Exception as error:
+            ok, value = False, error
+        self._on_message((task_id, ok, (INLINE, value, None), elapsed))
 
     def _ready(self, member_id: int, port: SendPort[Any]) -> None:
         member = self._members.get(member_id)
@@ -377,15 +405,28 @@ class IsolatePool:
         if self._closed or member.ending:
             port.send(None)
 
-    def _finished(self, task_id: int, ok: bool, value: Any) -> None:
+    def _finished(self, task_id: int, ok: bool, answer: Encoded, elapsed: float) -> None:
+        average = self._task_seconds
+        self._task_seconds = elapsed if average is None else 0.8 * average + 0.2 * elapsed
         task = self._tasks.pop(task_id, None)
-        for member in self._members.values():
-            if member.running.pop(task_id, None) is not None:
-                if not member.running:
-                    member.idle_since = time.monotonic()
-                break
-        if task is None or task.future.done():  # timed out meanwhile: too late
+        if task is None or task.member is None:  # timed out meanwhile: too late
             return
+        member = task.member
+        if member.running.pop(task_id, None) is not None and not member.running:
+            member.idle_since = time.monotonic()
+        if task.future.done():
+            return
+        try:
+            value = open_encoded(answer)
+        except Exception as error:  # it cannot be rebuilt here (a class this process lacks)
+            ok, value = (
+                False,
+                RemoteError(
+                    f"{task.what}: its result cannot be rebuilt here: "
+                    f"{type(error).__name__}: {error}",
+                    "",
+                ),
+            )
         if ok:
             self._counts["completed"] += 1
             task.future.set_result(value)
@@ -397,15 +438,25 @@ class IsolatePool:
         member = self._members.pop(member_id, None)
         if member is None:
             return
-        for task in member.running.values():
+        requeued = []
+        for position, task in enumerate(member.running.values()):
             if task.future.done():
                 continue
-            if not member.timed_out:
+            # The first max_parallel were running (tasks start in order); those behind
+            # them were waiting, unless a result was lost as the member died: they are
+            # run again with retries, failed without (they may have run). A member the
+            # pool ended for a timeout took none of its tasks down with it.
+            running = position < self.max_parallel
+            if member.timed_out:
+                pass
+            elif running:
                 task.kills += 1
+            elif self.retries == 0:
+                task.kills = 1  # counted as running: it may have
             if task.kills > self.retries:
                 self._tasks.pop(task.task_id, None)
                 self._counts["failed"] += 1
-                ended = "ended" if task.kills == 1 else f"ended {task.kills} pool members"
+                ended = "ended" if task.kills <= 1 else f"ended {task.kills} pool members"
                 task.future.set_exception(
                     RemoteError(
                         f"{task.what}: the pool member running it {ended} before it finished",
@@ -414,26 +465,32 @@ class IsolatePool:
                 )
             else:
                 self._counts["retried"] += 1
-                self._queue.appendleft(task)
+                requeued.append(task)
+        self._queue.extendleft(reversed(requeued))  # at the front, in their order
         if not member.ending and not self._closed:
             self._counts["replaced"] += 1
             self._spawn()
 
     def _dispatch(self) -> None:
         """Hand queued tasks to members with room; start members the queue needs."""
+        average = self._task_seconds
+        ahead = 0 if not average else min(_MOST_AHEAD, int(_AHEAD_SECONDS / average))
         while self._queue:
+            task = self._queue[0]
+            if task.future.done():
+                self._queue.popleft()
+                continue
+            # A task with a timeout goes only where it starts at once: its clock runs.
+            room = self.max_parallel + (0 if task.timeout is not None else ahead)
             ready = [
                 m
                 for m in self._members.values()
-                if m.port is not None and not m.ending and len(m.running) < self.max_parallel
+                if m.port is not None and not m.ending and len(m.running) < room
             ]
             if not ready:
                 break
-            member = min(ready, key=lambda m: len(m.running))
-            task = self._queue.popleft()
-            if task.future.done():
-                continue
-            self._start(task, member)
+            self._queue.popleft()
+            self._start(task, min(ready, key=lambda m: len(m.running)))
         if self._queue and not self._closed:
             live = [m for m in self._members.values() if not m.ending]
             starting = sum(1 for m in live if m.port is None)
@@ -444,8 +501,9 @@ class IsolatePool:
     def _start(self, task: _Task, member: _Member) -> None:
         assert member.port is not None
         task.attempt += 1
+        task.member = member
         member.running[task.task_id] = task
-        self._context.send_encoded(member.port, task.encoded)
+        self._context.send_encoded(member.port, task.message)
         if task.timeout is not None:
             attempt = task.attempt
             later(task.timeout, lambda: self._expire(task, member, attempt))

@@ -327,3 +327,24 @@ def node_then_hold(job: tuple[SendPort[Any], str]) -> str:
     while here == doomed:
         time.sleep(0.1)
     return here
+
+
+async def hold_until_released(reply: SendPort[Any]) -> int:
+    """A pool task: send our pid, node and a port; return our pid once a message arrives."""
+    port: ReceivePort[Any] = ReceivePort("release")
+    node = str(ray.get_runtime_context().get_node_id())
+    reply.send((os.getpid(), node, port.send_port))
+    await anext(port)
+    port.close()
+    return os.getpid()
+
+
+def member_only_instance() -> Any:
+    """An instance of a class from a module that exists only in this process."""
+    import sys
+    import types
+
+    module = types.ModuleType("made_in_the_member")
+    exec("class Thing:\n    pass\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    return module.Thing()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import operator
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,26 @@ def test_bad_input_is_refused_at_run_and_the_pool_keeps_working(pool: IsolatePoo
     assert pool.run(operator.add, 1, 2).result(60) == 3
 
 
+def test_a_task_or_result_that_cannot_load_on_the_other_side_fails_alone(
+    pool: IsolatePool,
+) -> None:
+    """A function whose module exists only here, a result whose class exists only in the
+    member: each fails its own task, naming the cause; no member ends."""
+    module = types.ModuleType("made_in_the_driver")
+    exec("def double(x):\n    return 2 * x\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        before = pool.stats()["replaced"]
+        with pytest.raises(ModuleNotFoundError, match="made_in_the_driver"):
+            pool.run(module.double, 21).result(60)
+        with pytest.raises(RemoteError, match=r"cannot be rebuilt here.*made_in_the_member"):
+            pool.run(entries.member_only_instance).result(60)
+        assert pool.run(operator.add, 1, 2).result(60) == 3
+        assert pool.stats()["replaced"] == before
+    finally:
+        del sys.modules[module.__name__]
+
+
 def test_map_is_lazy_ordered_and_async_too(pool: IsolatePool) -> None:
     assert list(pool.map(operator.neg, range(100))) == [-i for i in range(100)]
     assert sorted(pool.map(operator.neg, range(50), ordered=False)) == sorted(-i for i in range(50))
@@ -151,13 +173,23 @@ def test_a_task_past_its_timeout_fails_and_its_member_is_replaced() -> None:
 
 
 def test_members_above_min_size_end_when_idle_and_come_back_under_load() -> None:
+    port: ReceivePort[Any] = ReceivePort()
+
+    def three_at_once(pool: IsolatePool) -> set[int]:
+        """Three tasks that each hold a member until all three run: the pool must grow."""
+        held = [pool.run(entries.hold_until_released, port.send_port) for _ in range(3)]
+        announced = [run(anext(port)) for _ in held]
+        for _, _, release in announced:
+            release.send("go")
+        assert sorted(f.result(60) for f in held) == sorted(pid for pid, _, _ in announced)
+        return {pid for pid, _, _ in announced}
+
     with IsolatePool(3, min_size=1, idle_seconds=0.5) as pool:
-        pids = {f.result(60) for f in [pool.run(entries.member_pid, 0.8) for _ in range(6)]}
-        assert len(pids) == 3
+        assert len(three_at_once(pool)) == 3
         settle(pool, members=1)
-        again = {f.result(60) for f in [pool.run(entries.member_pid, 0.8) for _ in range(6)]}
-        assert len(again) == 3
+        assert len(three_at_once(pool)) == 3
         assert pool.stats()["replaced"] == 0
+    port.close()
 
 
 def test_async_with_and_a_pool_inside_a_spawned_isolate() -> None:
@@ -201,19 +233,37 @@ def test_bad_sizes_are_refused() -> None:
 def test_spread_members_survive_the_loss_of_a_node(
     cluster: Cluster, ray_runtime: dict[str, Any]
 ) -> None:
-    """SPREAD over the session's 3 nodes and a 4th; the 4th is removed mid-task."""
-    doomed = cluster.add_node(num_cpus=1, object_store_memory=200 * MB)
+    """Members SPREAD over three extra nodes with room for two each, so at least two
+    nodes hold members; one of those nodes is removed while its members run tasks."""
+    extra = [
+        cluster.add_node(num_cpus=1, resources={"pool_slot": 2}, object_store_memory=200 * MB)
+        for _ in range(3)
+    ]
     cluster.wait_for_nodes()
     port: ReceivePort[Any] = ReceivePort()
-    with IsolatePool(4, retries=1, scheduling_strategy="SPREAD", num_cpus=0) as pool:
-        held = [pool.run(entries.node_then_hold, (port.send_port, doomed.node_id)) for _ in range(4)]
-        started_on = [run(anext(port)) for _ in held]  # one task a member, least loaded first
-        assert doomed.node_id in started_on and len(set(started_on)) >= 3, started_on
-        cluster.remove_node(doomed, allow_graceful=False)
-        finished_on = [future.result(180) for future in held]
-        assert doomed.node_id not in finished_on  # its task ran again on a live node
-        stats = settle(pool, members=4)
-        assert (stats["replaced"], stats["retried"], stats["failed"]) == (1, 1, 0)
-        on = {pool.run(entries.node_then_hold, (port.send_port, "")).result(60) for _ in range(8)}
-        assert doomed.node_id not in on
-    port.close()
+    options = {"scheduling_strategy": "SPREAD", "resources": {"pool_slot": 1}}
+    try:
+        with IsolatePool(3, retries=1, debug_name="spread", **options) as pool:
+            # Tasks that hold their member until released: one on each member.
+            held = [pool.run(entries.hold_until_released, port.send_port) for _ in range(3)]
+            announced = [run(anext(port)) for _ in held]
+            nodes = [node for _, node, _ in announced]
+            assert len(set(nodes)) >= 2, nodes
+            doomed = next(node for node in extra if node.node_id in nodes)
+            for _, node, release in announced:
+                if node != doomed.node_id:
+                    release.send("go")
+            cluster.remove_node(doomed, allow_graceful=False)
+            extra.remove(doomed)
+            lost = nodes.count(doomed.node_id)
+            for _ in range(lost):  # run again, on another member
+                _, node, release = run(anext(port), timeout=180)
+                assert node != doomed.node_id
+                release.send("go")
+            assert all(isinstance(future.result(60), int) for future in held)
+            stats = settle(pool, members=3)
+            assert (stats["replaced"], stats["retried"], stats["failed"]) == (lost, lost, 0)
+    finally:
+        port.close()
+        for node in extra:
+            cluster.remove_node(node)

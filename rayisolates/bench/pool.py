@@ -31,10 +31,10 @@ def _contenders() -> Iterator[tuple[IsolatePool, concurrent.futures.ProcessPoolE
     processes = concurrent.futures.ProcessPoolExecutor(max_workers=MEMBERS)
     actors = [actor(entries.RawNoop).remote() for _ in range(MEMBERS)]
     try:
-        for future in [pool.run(entries.noop) for _ in range(4 * MEMBERS)]:
-            future.result()
-        for future in [processes.submit(entries.noop) for _ in range(4 * MEMBERS)]:
-            future.result()
+        for warming in [pool.run(entries.noop) for _ in range(4 * MEMBERS)]:
+            warming.result()
+        for started in [processes.submit(entries.noop) for _ in range(4 * MEMBERS)]:
+            started.result()
         ray.get([each.noop.remote() for each in actors])
         yield pool, processes, ActorPool(actors)
     finally:
@@ -58,13 +58,14 @@ def pool_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Fi
             submit_all()
             return count / (time.perf_counter() - started)
 
+        def all_of(submit: Any) -> Any:
+            return lambda: [future.result() for future in [submit() for _ in range(count)]]
+
         def ours() -> float:
-            return rate(lambda: [f.result() for f in [pool.run(entries.noop) for _ in range(count)]])
+            return rate(all_of(lambda: pool.run(entries.noop)))
 
         def process_pool() -> float:
-            return rate(
-                lambda: [f.result() for f in [processes.submit(entries.noop) for _ in range(count)]]
-            )
+            return rate(all_of(lambda: processes.submit(entries.noop)))
 
         def raw_tasks() -> float:
             return rate(lambda: ray.get([raw_noop.remote() for _ in range(count)]))
