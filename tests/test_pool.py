@@ -241,7 +241,7 @@ def test_spread_members_survive_the_loss_of_a_node(
     ]
     cluster.wait_for_nodes()
     port: ReceivePort[Any] = ReceivePort()
-    options = {"scheduling_strategy": "SPREAD", "resources": {"pool_slot": 1}}
+    options: dict[str, Any] = {"scheduling_strategy": "SPREAD", "resources": {"pool_slot": 1}}
     try:
         with IsolatePool(3, retries=1, debug_name="spread", **options) as pool:
             # Tasks that hold their member until released: one on each member.
