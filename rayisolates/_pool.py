@@ -1,21 +1,29 @@
 """``IsolatePool``: warm isolates that run tasks sent as messages, replaced when they end.
 
 Each member is a spawned isolate running :func:`_member`: it announces a
-task port, runs each task it receives (async ones interleave, sync ones
-block its loop in turn) and sends ``(task_id, ok, value)`` back to the
-pool's result port. A task so costs two port messages, not a Ray task.
+task port, runs the tasks it receives in order, ``max_parallel`` at once
+(async ones interleave, sync ones block its loop in turn), and sends
+``(task_id, ok, encoded value, seconds)`` back to the pool's result port.
+A task so costs two port messages, not a Ray task. Short tasks are sent
+ahead (up to ``_MOST_AHEAD`` beyond ``max_parallel``) so a member never
+waits a round trip for its next one.
 
 The pool's bookkeeping lives under one lock, driven by three things: calls
 from the user (``run``, ``close``), messages on the result port (a member
 ready, a result, a member's exit notice) and timers (a task's timeout, the
 idle check). A task's life::
 
-    queued --a member has room--> running --result--> done
+    queued --a member has room--> sent (waiting there, or running) --result--> done
       ^                              |  member ended (crash, kill, node loss):
-      |   retries left (at the front) |  the task counts one more kill
+      |   retries left (at the front) |  a running task counts one more kill
       +-------------------------------+  no retries left: failed (RemoteError)
                                       |  past its timeout: failed (TimeoutError),
                                       |  the member ended and replaced
+
+The first ``max_parallel`` tasks sent to a member and not answered are the
+ones running (it starts them in order); only they count a kill when it
+ends. Those waiting behind them may have run too if a result was lost with
+the member, so without retries they fail rather than run twice.
 
 A member's life: starting (spawned) -> ready (its task port known) ->
 ending (told to finish: idle above ``min_size``, closing, or timed out) ->
