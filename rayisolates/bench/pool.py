@@ -46,9 +46,9 @@ def _contenders() -> Iterator[tuple[IsolatePool, concurrent.futures.ProcessPoolE
 
 @contextmanager
 def pool_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
-    """No-op tasks through 4 members (10,000; 2,000 with ``--quick``), against a
+    """No-op tasks through 4 members (10,000; 500 with ``--quick``), against a
     ProcessPoolExecutor(4), raw Ray tasks and ray.util.ActorPool over 4 sync actors."""
-    count = 2_000 if quick else 10_000
+    count = 500 if quick else 10_000
     raw_noop = ray.remote(max_retries=0)(entries.noop)
     ray.get([raw_noop.remote() for _ in range(8)])
     with _contenders() as (pool, processes, actor_pool):
