@@ -566,9 +566,16 @@ class IsolatePool:
         self._recycle(task, member, error)
 
     def _abandon(self, task: _Task) -> None:
-        """A stream's consumer gave up waiting for its producer to stop: end its member."""
-        if task.member is not None:
-            self._recycle(task, task.member, RemoteError(f"{task.what}: stopped by force", ""))
+        """A stream's consumer gave up waiting for its producer to stop: end its member,
+        or, not sent to one yet, never send it."""
+        with self._lock:
+            member = task.member
+            if member is None:
+                task.future.cancel()  # skipped when its turn comes
+                self._tasks.pop(task.task_id, None)
+                self._settled.notify_all()
+                return
+        self._recycle(task, member, RemoteError(f"{task.what}: stopped by force", ""))
 
     def _recycle(self, task: _Task, member: _Member, error: BaseException) -> None:
         """Fail ``task`` with ``error`` and end the member running it; a fresh one comes.
