@@ -39,6 +39,7 @@ import inspect
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
@@ -207,6 +208,7 @@ class IsolatePool:
         self._spawn_error: BaseException | None = None
         self._counts = collections.Counter[str]()
         self._task_seconds: float | None = None  # tasks' run time, a moving average
+        self._streams: weakref.WeakSet[IsolateStream[Any]] = weakref.WeakSet()
         self._results: RawReceivePort[Any] = RawReceivePort(self._on_message, "pool-results")
         self._context = current()
         with self._lock:
@@ -273,13 +275,19 @@ class IsolatePool:
         work = encode_task("IsolatePool.stream()", fn, args)
         what = str(getattr(fn, "__qualname__", "the stream"))
         result: IsolateStream[R] = IsolateStream(what, buffer)
+        self._streams.add(result)
         producing = encode_task("IsolatePool.stream()", produce, (result.send_port, work, buffer))
         task = self._submit(producing, what, None, streams=True)
         result._started(lambda: self._abandon(task))
+        weakly = weakref.ref(result)  # the task must not keep the stream from being dropped
 
         def ended(done: concurrent.futures.Future[Any]) -> None:
+            """The producer's end comes after its items, on the stream's own port; what
+            comes here is a member that died (or was ended) under it."""
+            stream = weakly()
             error = None if done.cancelled() else done.exception()
-            result._finish(StopIteration() if error is None else error)
+            if stream is not None and error is not None:
+                stream._finish(error)
 
         task.future.add_done_callback(ended)
         return result
@@ -339,6 +347,8 @@ class IsolatePool:
     def close(self, timeout: float | None = None) -> None:
         """Finish queued and running tasks, then end every member; idempotent.
 
+        Streams of the pool are stopped (their consumers get what arrived).
+
         Raises:
             TimeoutError: Work was still going on after ``timeout`` seconds
                 (the members are ended all the same).
@@ -349,6 +359,8 @@ class IsolatePool:
                 "loop; use `await pool.aclose()` or `async with IsolatePool(...)` here"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
+        for stream in list(self._streams):  # a stream nobody reads would never finish
+            stream._stop()
         with self._lock:
             self._closing = True
             unfinished = False

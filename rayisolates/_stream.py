@@ -9,8 +9,8 @@ over two ports::
        | ("item", encoded item)  x credits -------> |  queued until taken
        | <------------------------------- n         |  n more items taken
        | <------------------------------- None      |  stop (close, break, gc)
-       | ("done",) or ("error", encoded error) ---> |  (a spawned producer: its
-       |                                            |   last message, by Isolate.exit)
+       | ("done",) or ("error", encoded error) ---> |  the last message (a spawned
+       |                                            |   producer's, by Isolate.exit)
 
 The producer starts with ``buffer`` credits and spends one per item; at
 none left it waits, so at most ``buffer`` items are produced and not yet
@@ -94,6 +94,20 @@ class _Credits:
 
 
 async def produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
+    """A pool member's stream task: produce, then send the outcome after the items."""
+    items.send(await _outcome(items, work, buffer))
+
+
+async def _outcome(items: SendPort[Any], work: Encoded, buffer: int) -> Any:
+    """Produce; ``("done",)`` or ``("error", encoded error)``, for the consumer to end on."""
+    try:
+        await _produce(items, work, buffer)
+    except Exception as error:
+        return ("error", encode(_portable(error), "Isolate.stream() raising"))
+    return ("done",)
+
+
+async def _produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
     """Run the generator ``work`` encodes, sending its items to ``items`` as credits allow.
 
     Returns when the generator is exhausted or the consumer stopped; raises
@@ -158,13 +172,7 @@ async def _pump_sync(source: Iterator[Any], items: SendPort[Any], credits: _Cred
 async def stream_isolate(setup: tuple[SendPort[Any], Encoded, int]) -> None:
     """The entry point of a spawned stream isolate: produce, then exit with the outcome."""
     items, work, buffer = setup
-    try:
-        await produce(items, work, buffer)
-    except Exception as error:
-        outcome: Any = ("error", encode(_portable(error), "Isolate.stream() raising"))
-    else:
-        outcome = ("done",)
-    current().exit(items, outcome)  # delivered before the exit notice
+    current().exit(items, await _outcome(items, work, buffer))  # before the exit notice
 
 
 def unsendable_task(action: str, fn: Any, args: tuple[Any, ...]) -> TypeError:
