@@ -32,7 +32,6 @@ EXAMPLES = [
     "large_json.py",
     "process_photos.py",
     "pool_word_count.py",
-    "stream_lines.py",
     "cluster_ring.py",
 ]
 

@@ -34,7 +34,6 @@ from .running import (
     spawn_first_message,
     spawn_from_pool,
 )
-from .streams import stream_stop, stream_throughput
 
 __all__ = ["CASES", "bench", "ratio_text", "value_text"]
 
@@ -47,8 +46,6 @@ CASES = [
     pool_round_trip,
     pool_throughput,
     pool_replacement,
-    stream_throughput,
-    stream_stop,
     ping_pong,
     ping_pong_between_isolates,
     throughput_one_sender,
