@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import inspect
 import itertools
 import threading
@@ -595,50 +596,77 @@ class PoolMap(Generic[R]):
         self._items = items
         self._buffer = buffer
         self._ordered = ordered
-        self._pending: collections.deque[IsolateFuture[R]] = collections.deque()
         self._exhausted = False
+        self._outstanding = 0  # submitted, not yet handed out
+        self._pending: collections.deque[IsolateFuture[R]] = collections.deque()  # ordered
+        # Unordered: each task's future lands here as it completes (one callback each).
+        self._lock = threading.Lock()
+        self._completed: collections.deque[IsolateFuture[R]] = collections.deque()
+        self._arrived = threading.Condition(self._lock)
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def _fill(self) -> None:
-        while not self._exhausted and len(self._pending) < self._buffer:
+        while not self._exhausted and self._outstanding < self._buffer:
             try:
                 item = next(self._items)
             except StopIteration:
                 self._exhausted = True
                 return
-            self._pending.append(self._pool.run(self._fn, item))
+            future = self._pool.run(self._fn, item)
+            self._outstanding += 1
+            if self._ordered:
+                self._pending.append(future)
+            else:
+                _call_of(future).add_done_callback(functools.partial(self._completes, future))
 
-    def _take(self) -> IsolateFuture[R]:
-        if self._ordered:
-            return self._pending.popleft()
-        calls = {_call_of(future): future for future in self._pending}
-        done, _ = concurrent.futures.wait(calls, return_when=concurrent.futures.FIRST_COMPLETED)
-        future = calls[next(iter(done))]
-        self._pending.remove(future)
-        return future
+    def _completes(self, future: IsolateFuture[R], _: object = None) -> None:
+        with self._lock:
+            self._completed.append(future)
+            self._arrived.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, waiter in waiters:
+            loop.call_soon_threadsafe(_wake, waiter)
 
     def __iter__(self) -> PoolMap[R]:
         return self
 
     def __next__(self) -> R:
         self._fill()
-        if not self._pending:
+        if not self._outstanding:
             raise StopIteration
-        return self._take().result()
+        self._outstanding -= 1
+        if self._ordered:
+            return self._pending.popleft().result()
+        with self._lock:
+            self._arrived.wait_for(lambda: self._completed)
+            future = self._completed.popleft()
+        return future.result()
 
     def __aiter__(self) -> PoolMap[R]:
         return self
 
     async def __anext__(self) -> R:
         self._fill()
-        if not self._pending:
+        if not self._outstanding:
             raise StopAsyncIteration
+        self._outstanding -= 1
         if self._ordered:
             return await self._pending.popleft()
-        calls = {asyncio.wrap_future(_call_of(future)): future for future in self._pending}
-        done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
-        future = calls[next(iter(done))]
-        self._pending.remove(future)
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._lock:
+                if self._completed:
+                    future = self._completed.popleft()
+                    break
+                waiter = loop.create_future()
+                self._waiters.append((loop, waiter))
+            await waiter
         return await future
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _call_of(future: IsolateFuture[R]) -> concurrent.futures.Future[R]:

@@ -114,10 +114,11 @@ def test_map_is_lazy_ordered_and_async_too(pool: IsolatePool) -> None:
     assert list(pool.map(operator.neg, range(100))) == [-i for i in range(100)]
     assert sorted(pool.map(operator.neg, range(50), ordered=False)) == sorted(-i for i in range(50))
 
-    async def collect() -> list[int]:
-        return [value async for value in pool.map(operator.neg, range(30))]
+    async def collect(ordered: bool) -> list[int]:
+        return [value async for value in pool.map(operator.neg, range(30), ordered=ordered)]
 
-    assert run(collect()) == [-i for i in range(30)]
+    assert run(collect(True)) == [-i for i in range(30)]
+    assert sorted(run(collect(False))) == sorted(-i for i in range(30))
 
 
 def test_map_over_an_endless_iterable_with_a_slow_consumer_stays_bounded(
