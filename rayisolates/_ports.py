@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 from ._context import current
+from ._mailbox import Mailbox
 from ._sendport import SendPort
 
 if TYPE_CHECKING:
@@ -29,14 +28,14 @@ T = TypeVar("T")
 
 
 class _Port(Generic[T]):
-    """What both receive ports share: registration, delivery, closing."""
+    """What both receive ports share: registration, the mailbox, closing."""
 
     def __init__(self, debug_name: str | None, keep_alive: bool) -> None:
         self.debug_name = debug_name
         self._context = current()
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._early: list[T] = []
+        self._mailbox: Mailbox[T] = Mailbox(
+            self._consumer, self._context.guarded, self._waiting, self._home
+        )
         self._closed = False
         port_id = self._context.open_port(self, keep_alive)
         self._send_port: SendPort[T] = SendPort(
@@ -55,39 +54,18 @@ class _Port(Generic[T]):
 
     def _deliver(self, messages: list[T]) -> None:
         """Hand messages over; called on the isolate's dispatch loop."""
-        with self._lock:
-            if self._closed:
-                return
-            loop = self._loop
-            if loop is None:
-                self._early.extend(messages)
-                return
-        if asyncio._get_running_loop() is loop:
-            self._accept(messages)
-            return
-        try:
-            loop.call_soon_threadsafe(self._accept_if_open, messages)
-        except RuntimeError:  # that loop has closed: wait for the next consumer
-            with self._lock:
-                self._loop = None
-                self._early.extend(messages)
+        self._mailbox.put(messages)
 
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Consume on ``loop`` from now on; what arrived earlier is handed over first."""
-        with self._lock:
-            if self._loop is loop:
-                return
-            self._loop = loop
-            early, self._early = self._early, []
-        if early:
-            self._accept(early)
-
-    def _accept_if_open(self, messages: list[T]) -> None:
-        if not self._closed:
-            self._accept(messages)
-
-    def _accept(self, messages: list[T]) -> None:
+    def _consumer(self) -> Callable[[T], object] | None:
+        """Who takes the next message now, if anyone (see :class:`Mailbox`)."""
         raise NotImplementedError
+
+    def _waiting(self) -> None:
+        """Messages are queued that no consumer took."""
+
+    def _home(self) -> asyncio.AbstractEventLoop | None:
+        """Where callbacks run once the loop they were set on has closed."""
+        return self._context.loop
 
     def _finish(self) -> None:
         """Called once, on the port's loop, after closing."""
@@ -98,21 +76,12 @@ class _Port(Generic[T]):
         Messages already received stay available to a reader; then iteration
         ends and ``on_done`` runs.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            loop = self._loop
-        self._context.close_port(self._send_port.port_id)
-        if loop is None:
+        if not self._mailbox.close():
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._finish()
-        else:
+        self._closed = True
+        self._context.close_port(self._send_port.port_id)
+        loop = self._mailbox.loop
+        if loop is not None:  # after the drain under way, if close came from a consumer
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._finish)
 
@@ -137,12 +106,11 @@ class ReceivePort(_Port[T]):
     __module__ = "rayisolates"
 
     def __init__(self, debug_name: str | None = None) -> None:
-        super().__init__(debug_name, keep_alive=True)
-        self._buffer: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._on_data: Callable[[T], object] | None = None
         self._on_done: Callable[[], object] | None = None
         self._subscribed = False
+        super().__init__(debug_name, keep_alive=True)
 
     def _subscribe(self, how: str) -> None:
         if self._subscribed and how == "listen":
@@ -159,15 +127,12 @@ class ReceivePort(_Port[T]):
         if self._on_data is not None:
             raise RuntimeError("this ReceivePort is already listened to; cannot iterate it too")
         self._subscribed = True
+        loop = asyncio.get_running_loop()
+        self._mailbox.bind(loop)
         while True:
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._closed and not self._early:
-                raise StopAsyncIteration
-            loop = asyncio.get_running_loop()
-            self._bind(loop)
-            if self._buffer:
-                continue
+            found, message = self._mailbox.pop()
+            if found:
+                return message  # type: ignore[return-value]  # found: a T
             if self._closed:
                 raise StopAsyncIteration
             self._waiter = loop.create_future()
@@ -190,30 +155,26 @@ class ReceivePort(_Port[T]):
         """
         self._subscribe("listen")
         self._on_data, self._on_done = on_data, on_done
-        self._bind(self._context.consumer_loop())
-        loop = self._loop
-        assert loop is not None
-        if self._buffer:
-            pending, self._buffer = list(self._buffer), deque()
-            loop.call_soon_threadsafe(self._accept, pending)
-        if self._closed:
+        self._mailbox.bind(self._context.consumer_loop())
+        self._mailbox.wake()
+        loop = self._mailbox.loop
+        if self._closed and loop is not None:
             loop.call_soon_threadsafe(self._finish)
 
-    def _accept(self, messages: list[T]) -> None:
-        on_data = self._on_data
-        if on_data is None:
-            self._buffer.extend(messages)
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            return
-        for message in messages:
-            self._context.guarded(on_data, message)
+    def _consumer(self) -> Callable[[T], object] | None:
+        return self._on_data
 
-    def _finish(self) -> None:
+    def _home(self) -> asyncio.AbstractEventLoop | None:
+        return super()._home() if self._on_data is not None else None  # else: the next reader
+
+    def _waiting(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _finish(self) -> None:
+        self._mailbox.drain()  # a listener gets what was received before close
+        self._waiting()
         if self._on_done is not None:
             on_done, self._on_done = self._on_done, None
             self._context.guarded(on_done)
@@ -263,11 +224,10 @@ class RawReceivePort(_Port[T]):
     def __init__(
         self, handler: Callable[[T], object] | None = None, debug_name: str | None = None
     ) -> None:
-        super().__init__(debug_name, keep_alive=True)
         self._handler = handler
         self._keep_alive = True
-        self._unhandled: list[T] = []
-        self._bind(self._context.consumer_loop())
+        super().__init__(debug_name, keep_alive=True)
+        self._mailbox.bind(self._context.consumer_loop())
 
     @property
     def handler(self) -> Callable[[T], object] | None:
@@ -277,9 +237,8 @@ class RawReceivePort(_Port[T]):
     @handler.setter
     def handler(self, handler: Callable[[T], object] | None) -> None:
         self._handler = handler
-        if handler is not None and self._unhandled and self._loop is not None:
-            unhandled, self._unhandled = self._unhandled, []
-            self._loop.call_soon_threadsafe(self._accept, unhandled)
+        if handler is not None:
+            self._mailbox.wake()
 
     @property
     def keep_isolate_alive(self) -> bool:
@@ -292,13 +251,11 @@ class RawReceivePort(_Port[T]):
         if not self._closed:
             self._context.set_keep_alive(self._send_port.port_id, keep)
 
-    def _accept(self, messages: list[T]) -> None:
-        for index, message in enumerate(messages):
-            handler = self._handler
-            if handler is None:
-                self._unhandled.extend(messages[index:])
-                return
-            self._context.guarded(handler, message)
+    def _consumer(self) -> Callable[[T], object] | None:
+        return None if self._closed else self._handler
+
+    def _finish(self) -> None:
+        self._mailbox.clear()  # a closed raw port delivers nothing more, as in Dart
 
     def __repr__(self) -> str:
         name = f" {self.debug_name!r}" if self.debug_name else ""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import pickle
+import random
 import socket
 import threading
 from typing import Any
@@ -15,6 +18,7 @@ from . import entries
 from .support import run
 
 BURST = 20_000
+PORT_ORDER_SEEDS = int(os.environ.get("PORT_ORDER_SEEDS", "30"))
 
 
 async def spawn_echo() -> tuple[ReceivePort[Any], SendPort[Any]]:
@@ -226,6 +230,78 @@ def test_raw_receive_port_in_main_buffers_until_a_handler_is_set() -> None:
     raw.close()
     raw.close()
     assert got == ["first", "second"]
+
+
+def test_main_ports_keep_order_while_their_consumer_changes() -> None:
+    """Sweep: messages from the main thread and from an isolate, handlers set and cleared meanwhile.
+
+    The main isolate's ports are consumed on its background loop while the
+    user's thread changes handlers; per sender, order must hold and every
+    message must arrive once (a handler set after two sends once saw them
+    swapped).
+    """
+    forwarder_port: ReceivePort[Any] = ReceivePort()
+    Isolate.spawn(entries.forwarder, forwarder_port.send_port).result(60)
+    forward: SendPort[Any] = run(anext(forwarder_port))
+    for seed in range(PORT_ORDER_SEEDS):
+        check_port_order(seed, forward)
+    forward.send(None)
+    forwarder_port.close()
+
+
+def check_port_order(seed: int, forward: SendPort[Any]) -> None:
+    rng = random.Random(seed)
+    count = rng.randint(1, 60)
+    got: list[Any] = []
+    all_in = threading.Event()
+
+    def record(message: Any) -> None:
+        got.append(message)
+        if len(got) == 2 * count:
+            all_in.set()
+
+    raw = rng.random() < 0.5
+    port: Any = RawReceivePort() if raw else ReceivePort()
+    listen_at = rng.randrange(count)
+    for i in range(count):
+        port.send_port.send(("m", i))
+        forward.send((port.send_port, ("i", i)))
+        if raw and rng.random() < 0.3:
+            port.handler = rng.choice([None, record])
+        if not raw and i == listen_at:
+            port.listen(record)
+    if raw:
+        port.handler = record
+    assert all_in.wait(30), f"seed {seed}: {len(got)} of {2 * count}"
+    port.close()
+    for tag in "mi":
+        assert [i for t, i in got if t == tag] == list(range(count)), f"seed {seed}"
+
+
+def test_handlers_set_inside_a_finished_event_loop_still_get_messages() -> None:
+    got: list[Any] = []
+    arrived = threading.Event()
+
+    def record(message: Any) -> None:
+        got.append(message)
+        if len(got) == 4:
+            arrived.set()
+
+    async def main() -> tuple[RawReceivePort[Any], ReceivePort[Any]]:
+        raw: RawReceivePort[Any] = RawReceivePort(record)
+        listened: ReceivePort[Any] = ReceivePort()
+        listened.listen(record)
+        raw.send_port.send(("raw", 0))
+        listened.send_port.send(("listened", 0))
+        return raw, listened
+
+    raw, listened = asyncio.run(main())  # the loop they were set on is gone now
+    raw.send_port.send(("raw", 1))
+    listened.send_port.send(("listened", 1))
+    assert arrived.wait(30), got
+    raw.close()
+    listened.close()
+    assert sorted(got) == [("listened", 0), ("listened", 1), ("raw", 0), ("raw", 1)]
 
 
 def test_closing_ends_iteration_and_is_idempotent() -> None:
