@@ -14,8 +14,11 @@ over two ports::
 
 The producer starts with ``buffer`` credits and spends one per item; at
 none left it waits, so at most ``buffer`` items are produced and not yet
-taken. The consumer gives credits back as items are taken, in chunks of
-half the buffer. Items travel encoded inside the messages (large ones as
+taken. The consumer gives credits back as items are taken, in chunks of a
+quarter of the buffer (so three quarters stay in flight while credits
+travel). Each item leaves as soon as it is made: a generator may block the
+producer's loop right after a yield, so nothing may wait for the loop to
+send it (the transport batches what a fast producer sends). Items travel encoded inside the messages (large ones as
 object-store refs) and are opened when taken, so an item that cannot be
 rebuilt here fails at its place in the stream.
 
@@ -279,7 +282,7 @@ class IsolateStream(Generic[T]):
         if self._items:
             item = self._items.popleft()
             self._taken += 1
-            if self._taken >= max(1, self._buffer // 2) and self._credit_port is not None:
+            if self._taken >= max(1, self._buffer // 4) and self._credit_port is not None:
                 self._credit_port.send(self._taken)
                 self._taken = 0
             return item

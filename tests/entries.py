@@ -391,6 +391,14 @@ def stuck_after_one(report: SendPort[Any]) -> Any:
     yield "never"
 
 
+async def stuck_after_one_async(report: SendPort[Any]) -> Any:
+    """``stuck_after_one`` as an async generator that blocks its loop after the first item."""
+    report.send(("pid", os.getpid()))
+    yield "one"
+    time.sleep(3600)
+    yield "never"
+
+
 def die_after(n: int) -> Any:
     """n items, then the process dies."""
     import signal
