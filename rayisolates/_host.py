@@ -447,10 +447,18 @@ class IsolateHost:
         """For a pooled host: connect to the supervisor now rather than at first use."""
         await self._supervisor.__ray_ready__.remote()
 
+    @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]
     async def release(self) -> None:
-        """Run the entry point (after ``start`` has answered the spawner)."""
+        """Run the entry point (after ``start`` has answered the spawner).
+
+        Served on the control thread, and the entry started on the isolate's
+        loop from there: an entry point that blocks that loop at once must
+        not hold back this call's own completion, which (seen here) kept Ray
+        from running the driver's polls, so a busy isolate on another node
+        could never get a message out.
+        """
         assert self._runtime is not None
-        self._runtime.release()
+        self._runtime.loop.call_soon_threadsafe(self._runtime.release)
 
     async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
         """A batch of messages for this isolate's ports; returns once they are in order."""

@@ -321,13 +321,20 @@ def test_receive_port_cannot_be_pickled() -> None:
         pickle.dumps(port)
 
 
-def test_a_busy_isolate_still_gets_its_messages_out(tmp_path: Any) -> None:
+@pytest.mark.parametrize("node", ["head", "a"])
+def test_a_busy_isolate_still_gets_its_messages_out(
+    tmp_path: Any, node: str, ray_runtime: dict[str, Any]
+) -> None:
+    """Its loop blocked, on this node (direct channel) and on another (the driver's poll)."""
     stop_file = tmp_path / "stop"
 
     async def main() -> list[Any]:
         port: ReceivePort[Any] = ReceivePort()
         await Isolate.spawn(
-            entries.busy_with_progress, (port.send_port, str(stop_file)), on_exit=port.send_port
+            entries.busy_with_progress,
+            (port.send_port, str(stop_file)),
+            on_exit=port.send_port,
+            resources={f"node_{node}": 1},
         )
         early = [await anext(port) for _ in range(3)]  # arrive while it is still computing
         stop_file.touch()
