@@ -73,6 +73,11 @@ class Mailbox(Generic[T]):
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop consumers run on, once bound."""
         return self._loop

@@ -36,7 +36,6 @@ class _Port(Generic[T]):
         self._mailbox: Mailbox[T] = Mailbox(
             self._consumer, self._context.guarded, self._waiting, self._home
         )
-        self._closed = False
         port_id = self._context.open_port(self, keep_alive)
         self._send_port: SendPort[T] = SendPort(
             self._context.isolate_id, port_id, self._context.route
@@ -78,7 +77,6 @@ class _Port(Generic[T]):
         """
         if not self._mailbox.close():
             return
-        self._closed = True
         self._context.close_port(self._send_port.port_id)
         loop = self._mailbox.loop
         if loop is not None:  # after the drain under way, if close came from a consumer
@@ -88,7 +86,11 @@ class _Port(Generic[T]):
     @property
     def is_closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._closed
+        return self._mailbox.closed
+
+    @property
+    def _closed(self) -> bool:
+        return self._mailbox.closed
 
 
 class ReceivePort(_Port[T]):

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
 from ray.util.state import list_actors
 
 from rayisolates import Isolate, IsolateSpawnException, ReceivePort, SendPort
@@ -119,7 +120,10 @@ def test_isolate_shows_its_debug_name_in_the_state_api() -> None:
         port: ReceivePort[Any] = ReceivePort()
         isolate = await Isolate.spawn(entries.sleeper, port.send_port, debug_name="named-worker")
         stop: SendPort[Any] = await anext(port)
-        names = {actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")])}
+        # This session's cluster by address: another Ray on the machine must not confuse it.
+        address = ray.get_runtime_context().gcs_address
+        alive = list_actors(address=address, filters=[("state", "=", "ALIVE")])
+        names = {actor.name for actor in alive}
         stop.send("stop")
         port.close()
         assert "named-worker" in names
