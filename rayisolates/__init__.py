@@ -8,6 +8,7 @@ from ._isolate import Isolate
 from ._pool import IsolatePool, PoolMap
 from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
+from ._stream import IsolateStream
 from ._transfer import TransferableTypedData
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "IsolateFuture",
     "IsolatePool",
     "IsolateSpawnException",
+    "IsolateStream",
     "PoolMap",
     "RawReceivePort",
     "ReceivePort",

@@ -32,6 +32,7 @@ EXAMPLES = [
     "large_json.py",
     "process_photos.py",
     "pool_word_count.py",
+    "stream_lines.py",
     "cluster_ring.py",
 ]
 

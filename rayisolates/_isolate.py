@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, NoReturn, TypeVar, overload
 
-from . import _run, _spawn
+from . import _run, _spawn, _stream
 from ._capability import Capability
 from ._codec import encode
 from ._context import current
@@ -13,6 +13,7 @@ from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._ports import ReceivePort
 from ._sendport import SendPort
+from ._stream import IsolateStream
 from ._wire import (
     CONTROL_PORT,
     AddErrorListener,
@@ -32,6 +33,7 @@ from ._wire import (
 __all__ = ["Isolate"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 _ENDED = ("rayisolates:isolate-ended",)
 
@@ -152,6 +154,46 @@ class Isolate:
         default is 3).
         """
         return _run.run(fn, *args, debug_name=debug_name, **options)
+
+    @staticmethod
+    def stream(
+        fn: Callable[..., Iterator[T] | AsyncIterator[T]],
+        *args: Any,
+        buffer: int = 16,
+        debug_name: str | None = None,
+        **options: Any,
+    ) -> IsolateStream[T]:
+        """Run the generator ``fn(*args)`` in a new isolate; its items as they come.
+
+        ``fn`` is a generator function or an async generator function (or
+        returns an iterator). The result is an iterator and an async
+        iterator of the items.
+
+        Args:
+            fn: The producer (pickled by value if it is a closure or lambda).
+            *args: Its arguments, copied as by ``SendPort.send``.
+            buffer: The most items produced and not yet taken: the producer
+                waits at its ``yield`` until the consumer catches up.
+            debug_name: Names the producing isolate.
+            **options: Ray actor options for it, as for ``spawn`` (none: an
+                isolate from ``init(isolate_pool=...)`` when one is ready).
+
+        Raises:
+            TypeError: ``fn`` is not callable, or it or an argument cannot be
+                sent (named); nothing was started.
+            ValueError: ``buffer`` is not a positive int.
+
+        The stream raises what ``fn`` raised, after the items yielded before
+        it, as its own type with the remote stack; ``RemoteError`` if the
+        producer died. ``break``, ``close()`` / ``await aclose()`` or
+        dropping the stream stop the producer: a generator waiting at
+        ``yield`` runs its ``finally``; one stuck in sync code is ended by
+        force after a few seconds.
+
+        Differences from Dart: Dart has no streaming ``Isolate.run``; its
+        samples forward neither backpressure nor cancellation.
+        """
+        return _stream.stream(fn, *args, buffer=buffer, debug_name=debug_name, **options)
 
     spawn = staticmethod(_spawn.spawn)
     spawn_uri = staticmethod(_spawn.spawn_uri)

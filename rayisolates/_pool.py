@@ -40,7 +40,8 @@ import inspect
 import itertools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
@@ -52,8 +53,8 @@ from ._isolate import Isolate
 from ._ports import RawReceivePort, ReceivePort
 from ._rpc import later
 from ._run import _portable
-from ._sendable import unsendable_part
 from ._sendport import SendPort
+from ._stream import IsolateStream, check_stream_call, encode_task, produce
 from ._wire import Encoded
 
 __all__ = ["IsolatePool", "PoolMap"]
@@ -121,6 +122,7 @@ class _Task:
     future: concurrent.futures.Future[Any]
     timeout: float | None
     what: str
+    streams: bool = False  # a stream's producer: runs as long as it is consumed, never retried
     kills: int = 0  # members that ended while running it
     attempt: int = 0
     member: _Member | None = None  # the member it was last sent to
@@ -133,8 +135,13 @@ class _Member:
     port: SendPort[Any] | None = None  # its task port, once ready
     running: dict[int, _Task] = field(default_factory=dict)  # sent to it, in order
     ending: bool = False  # told to end (or being ended): no more tasks
-    timed_out: bool = False  # ended by the pool for a task past its timeout
+    timed_out: bool = False  # ended by the pool: a task past its timeout, a stream forced
     idle_since: float = field(default_factory=time.monotonic)
+
+    @property
+    def streams(self) -> bool:
+        """Whether it runs a stream's producer (nothing is sent ahead behind one)."""
+        return any(task.streams for task in self.running.values())
 
 
 class IsolatePool:
@@ -202,6 +209,7 @@ class IsolatePool:
         self._spawn_error: BaseException | None = None
         self._counts = collections.Counter[str]()
         self._task_seconds: float | None = None  # tasks' run time, a moving average
+        self._streams: weakref.WeakSet[IsolateStream[Any]] = weakref.WeakSet()
         self._results: RawReceivePort[Any] = RawReceivePort(self._on_message, "pool-results")
         self._context = current()
         with self._lock:
@@ -245,21 +253,59 @@ class IsolatePool:
             raise TypeError(f"IsolatePool.run() needs a callable, got {fn!r}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"IsolatePool.run(): timeout must be positive, got {timeout!r}")
-        try:
-            work = encode((fn, args), "IsolatePool.run()")
-        except TypeError:
-            raise _unsendable(fn, args) from None
+        work = encode_task("IsolatePool.run()", fn, args)
         what = str(getattr(fn, "__qualname__", "the task"))
+        task = self._submit(work, what, timeout)
+        return IsolateFuture._of_call(task.future, what, on_cancel=lambda: None)
+
+    def stream(
+        self,
+        fn: Callable[..., Iterator[R] | AsyncIterator[R]],
+        *args: Any,
+        buffer: int = 16,
+    ) -> IsolateStream[R]:
+        """The generator ``fn(*args)`` on the least-loaded member; its items as they come.
+
+        As ``Isolate.stream``, on a warm member: backpressure by ``buffer``,
+        stopped by ``break``, ``close()`` or dropping the stream (a producer
+        stuck in sync code ends its member, which is replaced). A stream is
+        never retried (its items would come twice); a member that dies
+        mid-stream gives ``RemoteError`` after the items that arrived.
+        """
+        check_stream_call("IsolatePool.stream()", fn, buffer)
+        work = encode_task("IsolatePool.stream()", fn, args)
+        what = str(getattr(fn, "__qualname__", "the stream"))
+        result: IsolateStream[R] = IsolateStream(what, buffer)
+        self._streams.add(result)
+        producing = encode_task("IsolatePool.stream()", produce, (result.send_port, work, buffer))
+        task = self._submit(producing, what, None, streams=True)
+        result._started(lambda: self._abandon(task))
+        weakly = weakref.ref(result)  # the task must not keep the stream from being dropped
+
+        def ended(done: concurrent.futures.Future[Any]) -> None:
+            """The producer's end comes after its items, on the stream's own port; what
+            comes here is a member that died (or was ended) under it."""
+            stream = weakly()
+            error = None if done.cancelled() else done.exception()
+            if stream is not None and error is not None:
+                stream._finish(error)
+
+        task.future.add_done_callback(ended)
+        return result
+
+    def _submit(
+        self, work: Encoded, what: str, timeout: float | None, streams: bool = False
+    ) -> _Task:
         task_id = next(self._task_ids)
         message = encode((task_id, work))
-        task = _Task(task_id, message, concurrent.futures.Future(), timeout, what)
+        task = _Task(task_id, message, concurrent.futures.Future(), timeout, what, streams=streams)
         with self._lock:
             if self._closing:
-                raise RuntimeError("IsolatePool.run(): the pool is closed")
+                raise RuntimeError(f"IsolatePool: the pool is closed; {what} was not submitted")
             self._tasks[task_id] = task
             self._queue.append(task)
             self._dispatch()
-        return IsolateFuture._of_call(task.future, what, on_cancel=lambda: None)
+        return task
 
     def map(
         self,
@@ -302,6 +348,8 @@ class IsolatePool:
     def close(self, timeout: float | None = None) -> None:
         """Finish queued and running tasks, then end every member; idempotent.
 
+        Streams of the pool are stopped (their consumers get what arrived).
+
         Raises:
             TimeoutError: Work was still going on after ``timeout`` seconds
                 (the members are ended all the same).
@@ -312,6 +360,8 @@ class IsolatePool:
                 "loop; use `await pool.aclose()` or `async with IsolatePool(...)` here"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
+        for stream in list(self._streams):  # a stream nobody reads would never finish
+            stream._stop()
         with self._lock:
             self._closing = True
             unfinished = False
@@ -415,11 +465,12 @@ class IsolatePool:
             port.send(None)
 
     def _finished(self, task_id: int, ok: bool, answer: Encoded, elapsed: float) -> None:
-        average = self._task_seconds
-        self._task_seconds = elapsed if average is None else 0.8 * average + 0.2 * elapsed
         task = self._tasks.pop(task_id, None)
         if task is None or task.member is None:  # timed out meanwhile: too late
             return
+        if not task.streams:  # a stream lasts as long as its consumer wants
+            average = self._task_seconds
+            self._task_seconds = elapsed if average is None else 0.8 * average + 0.2 * elapsed
         member = task.member
         if member.running.pop(task_id, None) is not None and not member.running:
             member.idle_since = time.monotonic()
@@ -462,7 +513,7 @@ class IsolatePool:
                 task.kills += 1
             elif self.retries == 0:
                 task.kills = 1  # counted as running: it may have
-            if task.kills > self.retries:
+            if task.kills > self.retries or (task.streams and not member.timed_out):
                 self._tasks.pop(task.task_id, None)
                 self._counts["failed"] += 1
                 ended = "ended" if task.kills <= 1 else f"ended {task.kills} pool members"
@@ -489,12 +540,15 @@ class IsolatePool:
             if task.future.done():
                 self._queue.popleft()
                 continue
-            # A task with a timeout goes only where it starts at once: its clock runs.
-            room = self.max_parallel + (0 if task.timeout is not None else ahead)
+            # A task with a timeout or a stream goes only where it starts at once (its
+            # clock runs; it may run for long), and nothing goes ahead behind a stream.
+            at_once = task.timeout is not None or task.streams
             ready = [
                 m
                 for m in self._members.values()
-                if m.port is not None and not m.ending and len(m.running) < room
+                if m.port is not None
+                and not m.ending
+                and len(m.running) < self.max_parallel + (0 if at_once or m.streams else ahead)
             ]
             if not ready:
                 break
@@ -518,16 +572,37 @@ class IsolatePool:
             later(task.timeout, lambda: self._expire(task, member, attempt))
 
     def _expire(self, task: _Task, member: _Member, attempt: int) -> None:
+        error = TimeoutError(f"{task.what} did not finish within {task.timeout} s")
         with self._lock:
-            if task.future.done() or task.attempt != attempt or task.task_id not in member.running:
+            if task.attempt != attempt:
+                return
+        self._recycle(task, member, error)
+
+    def _abandon(self, task: _Task) -> None:
+        """A stream's consumer gave up waiting for its producer to stop: end its member,
+        or, not sent to one yet, never send it."""
+        with self._lock:
+            member = task.member
+            if member is None:
+                task.future.cancel()  # skipped when its turn comes
+                self._tasks.pop(task.task_id, None)
+                self._settled.notify_all()
+                return
+        self._recycle(task, member, RemoteError(f"{task.what}: stopped by force", ""))
+
+    def _recycle(self, task: _Task, member: _Member, error: BaseException) -> None:
+        """Fail ``task`` with ``error`` and end the member running it; a fresh one comes.
+
+        Sync code cannot be interrupted otherwise. Other tasks on the member
+        go back to the queue, not counted as killed.
+        """
+        with self._lock:
+            if task.future.done() or task.task_id not in member.running:
                 return
             self._tasks.pop(task.task_id, None)
             member.running.pop(task.task_id, None)
             self._counts["failed"] += 1
-            task.future.set_exception(
-                TimeoutError(f"{task.what} did not finish within {task.timeout} s")
-            )
-            # Sync code cannot be interrupted: the member goes, a fresh one comes.
+            task.future.set_exception(error)
             member.timed_out = True
             member.ending = True
             self._counts["replaced"] += 1
@@ -567,15 +642,6 @@ class IsolatePool:
             if not task.future.done():
                 self._counts["failed"] += 1
                 task.future.set_exception(error)
-
-
-def _unsendable(fn: Any, args: tuple[Any, ...]) -> TypeError:
-    labelled = [("the function", fn), *((f"argument {i}", arg) for i, arg in enumerate(args))]
-    for label, value in labelled:
-        part = unsendable_part(value, label)
-        if part is not None:
-            return TypeError(f"IsolatePool.run() cannot send {part}; nothing was submitted")
-    return TypeError("IsolatePool.run() cannot send the task; nothing was submitted")
 
 
 class PoolMap(Generic[R]):

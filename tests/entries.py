@@ -348,3 +348,74 @@ def member_only_instance() -> Any:
     exec("class Thing:\n    pass\n", module.__dict__)
     sys.modules[module.__name__] = module
     return module.Thing()
+
+
+# Stream producers ------------------------------------------------------------------------
+
+
+def count_up(n: int) -> Any:
+    """A sync generator: 0 .. n-1."""
+    yield from range(n)
+
+
+async def count_up_async(n: int) -> Any:
+    """An async generator: 0 .. n-1, letting the loop run between items."""
+    for i in range(n):
+        if i % 100 == 0:
+            await asyncio.sleep(0)
+        yield i
+
+
+def count_then_fail(n: int) -> Any:
+    """n items, then a ValueError."""
+    yield from range(n)
+    raise ValueError(f"failed after {n}")
+
+
+def endless_reporting(report: SendPort[Any]) -> Any:
+    """Endless items; on close, report how many were produced (its finally runs)."""
+    produced = 0
+    try:
+        while True:
+            yield produced
+            produced += 1
+    finally:
+        report.send(("closed", produced))
+
+
+def stuck_after_one(report: SendPort[Any]) -> Any:
+    """One item, then stuck in sync code that reads no messages."""
+    report.send(("pid", os.getpid()))
+    yield "one"
+    time.sleep(3600)
+    yield "never"
+
+
+async def stuck_after_one_async(report: SendPort[Any]) -> Any:
+    """``stuck_after_one`` as an async generator that blocks its loop after the first item."""
+    report.send(("pid", os.getpid()))
+    yield "one"
+    time.sleep(3600)
+    yield "never"
+
+
+def die_after(n: int) -> Any:
+    """n items, then the process dies."""
+    import signal
+
+    yield from range(n)
+    os.kill(os.getpid(), signal.SIGKILL)
+    yield "never"
+
+
+def arrays(count: int, megabytes: int) -> Any:
+    """``count`` arrays of ``megabytes`` MB each, item i filled with i."""
+    for i in range(count):
+        yield np.full(megabytes * 1024 * 1024 // 8, i, dtype=np.int64)
+
+
+def node_items(n: int) -> Any:
+    """n items naming the node that made them."""
+    node = str(ray.get_runtime_context().get_node_id())
+    for i in range(n):
+        yield (node, i)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rayisolates import IsolatePool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,3 +56,16 @@ def resident_megabytes(pid: int | None = None) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def settle(pool: IsolatePool, **wanted: int) -> dict[str, int]:
+    """Wait until the pool's stats show ``wanted``: members come and go as messages
+    reach the pool, and each change wakes the pool's condition."""
+
+    def reached() -> bool:
+        stats = pool.stats()
+        return all(stats[key] == value for key, value in wanted.items())
+
+    with pool._settled:
+        assert pool._settled.wait_for(reached, timeout=60), (wanted, pool.stats())
+    return pool.stats()

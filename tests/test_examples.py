@@ -74,6 +74,18 @@ def test_pool_word_count_matches_a_count_made_in_one_process(
     assert "Same as counting in this process: True" in output
 
 
+def test_stream_lines_streams_every_record_and_stops_early(
+    ray_runtime: dict[str, str],
+) -> None:
+    output = run_example("stream_lines.py", ray_runtime)
+    assert "Streamed 200,000 records" in output
+    stopped = re.search(r"First error at ([\d.]+) s; the parser stopped after (\d+) lines", output)
+    assert stopped, output
+    line = round(float(stopped.group(1)) * 10) + 1  # line i says i / 10 seconds
+    # It read the line with the error and at most its buffer (16) ahead of the reader.
+    assert line <= int(stopped.group(2)) <= line + 16 + 1, output
+
+
 def test_cluster_ring_spreads_over_every_node(ray_runtime: dict[str, Any]) -> None:
     output = run_example("cluster_ring.py", ray_runtime)
     for node in ray_runtime["nodes"].values():

@@ -20,7 +20,7 @@ from ray.cluster_utils import Cluster
 from rayisolates import Isolate, IsolatePool, ReceivePort, RemoteError
 
 from . import entries
-from .support import run
+from .support import run, settle
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,19 +32,6 @@ def pool(ray_runtime: dict[str, Any]) -> Iterator[IsolatePool]:
     """Three members shared by the tests that leave them as they found them."""
     with IsolatePool(3, debug_name="test-pool") as shared:
         yield shared
-
-
-def settle(pool: IsolatePool, **wanted: int) -> dict[str, int]:
-    """Wait until the pool's stats show ``wanted``: members come and go as messages
-    reach the pool, and each change wakes the pool's condition."""
-
-    def reached() -> bool:
-        stats = pool.stats()
-        return all(stats[key] == value for key, value in wanted.items())
-
-    with pool._settled:
-        assert pool._settled.wait_for(reached, timeout=60), (wanted, pool.stats())
-    return pool.stats()
 
 
 def test_ten_thousand_tasks_each_give_their_own_result(pool: IsolatePool) -> None:

@@ -34,6 +34,7 @@ from .running import (
     spawn_first_message,
     spawn_from_pool,
 )
+from .streams import stream_stop, stream_throughput
 
 __all__ = ["CASES", "bench", "ratio_text", "value_text"]
 
@@ -46,6 +47,8 @@ CASES = [
     pool_round_trip,
     pool_throughput,
     pool_replacement,
+    stream_throughput,
+    stream_stop,
     ping_pong,
     ping_pong_between_isolates,
     throughput_one_sender,

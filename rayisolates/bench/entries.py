@@ -267,3 +267,22 @@ class RawNoop:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def numbers(count: int) -> Any:
+    """A generator of ``count`` small ints: the stream benchmark's producer."""
+    yield from range(count)
+
+
+def endless() -> Any:
+    """Small ints for ever (until the consumer stops it)."""
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+def ray_numbers(count: int) -> Any:
+    """The same as a Ray streaming generator task (which cannot ``yield from`` a range)."""
+    for i in range(count):  # noqa: UP028 - Ray's generator wrapper calls .send on it
+        yield i
