@@ -26,9 +26,17 @@ import rayisolates
 MB = 1024 * 1024
 
 
+# A cluster started elsewhere (``cluster/netns-cluster.sh``: nodes in network
+# namespaces) to run the tests against instead of the session's own; its nodes
+# carry the same resources ``node_head``, ``node_a`` and ``node_b``.
+EXTERNAL_CLUSTER = os.environ.get("RAYISOLATES_TEST_CLUSTER")
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The session's Ray nodes: the head (2 CPUs) and workers ``a`` and ``b`` (1 CPU each)."""
+    if EXTERNAL_CLUSTER:
+        pytest.skip("changes the session's own cluster; running on RAYISOLATES_TEST_CLUSTER")
     os.environ.pop("RAY_ADDRESS", None)
     # A temp dir of our own keeps this cluster out of /tmp/ray/ray_current_cluster,
     # where a plain ray.init() elsewhere on the machine would find and join it.
@@ -62,15 +70,21 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(autouse=True)
 def _ray_unless_unit(request: pytest.FixtureRequest) -> None:
-    """Every test outside ``tests/unit/`` runs against the session's Ray."""
-    if "unit" not in request.node.path.parts:
+    """Every test outside ``tests/unit/`` runs against the session's Ray, except those
+    marked ``own_cluster`` (they start clusters of their own)."""
+    if "unit" not in request.node.path.parts and not request.node.get_closest_marker(
+        "own_cluster"
+    ):
         request.getfixturevalue("ray_runtime")
 
 
 @pytest.fixture(scope="session")
-def ray_runtime(cluster: Cluster) -> Iterator[dict[str, Any]]:
+def ray_runtime(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """The driver's connection to the session cluster, and facts tests compare against."""
-    rayisolates.init(address=cluster.address)
+    if EXTERNAL_CLUSTER:
+        rayisolates.init(address=EXTERNAL_CLUSTER)
+    else:
+        rayisolates.init(address=request.getfixturevalue("cluster").address)
     context = ray.get_runtime_context()
     nodes = {}
     for node in ray.nodes():
