@@ -72,9 +72,7 @@ def cluster() -> Iterator[Cluster]:
 def _ray_unless_unit(request: pytest.FixtureRequest) -> None:
     """Every test outside ``tests/unit/`` runs against the session's Ray, except those
     marked ``own_cluster`` (they start clusters of their own)."""
-    if "unit" not in request.node.path.parts and not request.node.get_closest_marker(
-        "own_cluster"
-    ):
+    if "unit" not in request.node.path.parts and not request.node.get_closest_marker("own_cluster"):
         request.getfixturevalue("ray_runtime")
 
 
