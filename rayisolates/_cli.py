@@ -1,4 +1,4 @@
-"""The ``rayisolates`` command line: ``demo`` and ``bench``."""
+"""The ``rayisolates`` command line: ``demo``, ``bench`` and ``status``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from ._demo import demo
+from ._status import status
 from .bench import bench
 
 __all__ = ["main"]
@@ -25,6 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the raw readings to FILE")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
     bench.add_argument("--address", help="Ray cluster to measure on (default: a local Ray)")
+    inspect = commands.add_parser(
+        "status", help="the isolates, ports and pools of the programs running on a cluster"
+    )
+    inspect.add_argument(
+        "--address",
+        help="the cluster, as ray.init takes it: HOST:PORT of the head, or auto "
+        "(default: RAY_ADDRESS, else auto)",
+    )
+    inspect.add_argument("--json", action="store_true", help="JSON for scripts, not tables")
     return parser
 
 
@@ -40,4 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             address=arguments.address,
             plot_path=arguments.plot,
         )
+    if arguments.command == "status":
+        return status(address=arguments.address, as_json=arguments.json)
     raise AssertionError(f"unhandled command {arguments.command!r}")

@@ -25,7 +25,7 @@ from ._controls import ControlActions, Errors
 from ._porttable import PortTable, Receiving
 from ._receiver import Receiver
 from ._sender import Sender
-from ._wire import Control, Encoded, supervisor_name
+from ._wire import SUPERVISOR_NAMESPACE, Control, Encoded, supervisor_name
 
 if TYPE_CHECKING:
     from ._isolate import Isolate
@@ -174,7 +174,7 @@ def find_supervisor() -> Any:
     """The supervisor of this Ray job (creates isolates, keeps exit listeners)."""
     name = supervisor_name(ray.get_runtime_context().get_job_id())
     try:
-        return ray.get_actor(name)
+        return ray.get_actor(name, namespace=SUPERVISOR_NAMESPACE)
     except ValueError:
         raise RuntimeError(
             "no main isolate runs in this Ray job yet: spawn isolates from a driver "

@@ -38,9 +38,11 @@ from ._context import Context, install
 from ._controls import ControlActions, Errors
 from ._direct import Endpoint, direct_first, direct_folder
 from ._errors import IsolateExit, IsolateSpawnException
+from ._figures import isolate_figures, live_pools
 from ._inbox import Inbox
 from ._local import LocalChannel
 from ._mainlink import CONFIRM_SECONDS, HostLink
+from ._metrics import MetricsExport
 from ._outbox import Outbox, Transmit
 from ._porttable import PortTable
 from ._receiver import Receiver
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["HostRuntime", "IsolateHost", "host_options"]
 
 RUNNING, EXITING, ENDED = "running", "exiting", "ended"
+PAUSED = "paused"  # running, with a pause holding its messages (as rayisolates status says)
 
 
 def host_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +169,11 @@ class HostRuntime:
             ports=self.ports,
             receiver=self.receiver,
             actions=self.actions,
+        )
+        self.metrics = MetricsExport(
+            lambda: isolate_figures(self.ports, self.receiver, self.sender),
+            debug_name or isolate_id,
+            isolate_id,
         )
 
     def _send_encoded(self, port: SendPort[Any], encoded: Any) -> None:
@@ -272,6 +280,7 @@ class HostRuntime:
                     break
         finally:
             self.state = ENDED
+            self.metrics.stop()
             self.link.end()
             if self.endpoint is not None:
                 self.endpoint.close()
@@ -307,6 +316,15 @@ class HostRuntime:
 
     def spawned(self, isolate: Isolate) -> None:
         pass
+
+    def status(self) -> dict[str, Any]:
+        """This isolate's state and figures, and the pools it runs (any thread)."""
+        state = PAUSED if self.state == RUNNING and self.receiver.paused else self.state
+        return {
+            "state": state,
+            **isolate_figures(self.ports, self.receiver, self.sender),
+            "pools": live_pools(),
+        }
 
     def consumer_loop(self) -> asyncio.AbstractEventLoop:
         return self.loop
@@ -385,6 +403,19 @@ class IsolateHost:
 
     def __repr__(self) -> str:
         return self._debug_name or self._isolate_id
+
+    @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]
+    def status(self) -> dict[str, Any]:
+        """For ``rayisolates status``: who and where this isolate is, and its figures;
+        served on the control thread, so a busy isolate answers too."""
+        figures = {"state": "starting"} if self._runtime is None else self._runtime.status()
+        return {
+            "isolate_id": self._isolate_id,
+            "debug_name": self._debug_name,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            **figures,
+        }
 
     def _request_poll(self) -> None:
         if self._runtime is not None:

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import os
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import ray
@@ -32,16 +33,28 @@ from ._connection import direct_channels, settings
 from ._context import Context
 from ._controls import ControlActions, Errors
 from ._direct import Endpoint, direct_first, direct_folder, sweep
+from ._figures import isolate_figures, live_pools
 from ._local import LocalChannel
 from ._loop import BackgroundLoop
 from ._mainlink import DriverLinks
+from ._metrics import MetricsExport
 from ._outbox import Outbox
 from ._porttable import PortTable
 from ._receiver import Receiver
 from ._rpc import RETRY, acall, fire, outcome, transmit_controls, when_done
 from ._sender import Sender
 from ._supervisor import Supervisor
-from ._wire import DIRECT_SENDER, Ended, Item, PollMe, new_id, sender_isolate, supervisor_name
+from ._wire import (
+    DIRECT_SENDER,
+    SUPERVISOR_NAMESPACE,
+    Ended,
+    Item,
+    PollMe,
+    StatusAsked,
+    new_id,
+    sender_isolate,
+    supervisor_name,
+)
 from ._worker import start_worker_context
 
 if TYPE_CHECKING:
@@ -77,6 +90,7 @@ class MainRuntime:
             ray.remote(Supervisor)
             .options(
                 name=supervisor_name(runtime.get_job_id()),
+                namespace=SUPERVISOR_NAMESPACE,
                 num_cpus=0,
                 max_restarts=0,
                 max_concurrency=100_000,
@@ -114,6 +128,9 @@ class MainRuntime:
             kill=_thread.interrupt_main,  # as Ctrl-C would
         )
         self._pump = self._background.submit(self._relay_pump())
+        self._metrics = MetricsExport(
+            lambda: isolate_figures(self.ports, self.receiver, self.sender), "main", self.main_id
+        )
 
     def context(self) -> Context:
         """The main isolate's context."""
@@ -157,6 +174,8 @@ class MainRuntime:
             self.receiver.forget(f"{record.isolate_id}{DIRECT_SENDER}")
             if self.endpoint is not None:
                 self.endpoint.forget(record.isolate_id)
+        elif isinstance(record, StatusAsked):
+            fire(self.supervisor.driver_status, record.request_id, self.status())
         else:
             self.loop.call_soon_threadsafe(self.actions.apply, record)
 
@@ -207,6 +226,16 @@ class MainRuntime:
     def consumer_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio._get_running_loop() or self.loop
 
+    def status(self) -> dict[str, Any]:
+        """The main isolate's figures and this process's pools, for ``rayisolates status``."""
+        return {
+            "main_id": self.main_id,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            **isolate_figures(self.ports, self.receiver, self.sender),
+            "pools": live_pools(),
+        }
+
     def close(self) -> None:
         """Deliver what is still queued, then end the supervisor and with it every isolate."""
         with contextlib.suppress(Exception):
@@ -214,6 +243,7 @@ class MainRuntime:
                 asyncio.wait_for(self.sender.drain(), _SHUTDOWN_GRACE_SECONDS)
             ).result(_SHUTDOWN_GRACE_SECONDS + 1)
         self._pump.cancel()
+        self._metrics.stop()
         if self.endpoint is not None:
             self.endpoint.close()
         self._background.stop()

@@ -48,6 +48,7 @@ from typing import Any, Generic, TypeVar, overload
 from ._codec import INLINE, STORED, encode, open_encoded, open_encoded_async
 from ._context import current
 from ._errors import RemoteError
+from ._figures import register_pool, unregister_pool
 from ._future import IsolateFuture
 from ._isolate import Isolate
 from ._ports import RawReceivePort, ReceivePort
@@ -212,6 +213,7 @@ class IsolatePool:
         self._streams: weakref.WeakSet[IsolateStream[Any]] = weakref.WeakSet()
         self._results: RawReceivePort[Any] = RawReceivePort(self._on_message, "pool-results")
         self._context = current()
+        register_pool(self)
         with self._lock:
             for _ in range(min_size):
                 self._spawn()
@@ -327,6 +329,11 @@ class IsolatePool:
             raise ValueError(f"IsolatePool.map(): buffer must be 1 or more, got {buffer!r}")
         return PoolMap(self, fn, iter(iterable), buffer, ordered)
 
+    @property
+    def debug_name(self) -> str:
+        """The pool's name (its members are ``name-0``, ``name-1``, ...)."""
+        return self._debug_name
+
     def stats(self) -> dict[str, int]:
         """``members`` (live), ``busy`` (running a task), ``queued``, ``running``,
         ``completed``, ``failed``, ``replaced``, ``retried``."""
@@ -374,6 +381,7 @@ class IsolatePool:
             if self._closed:
                 return
             self._closed = True
+            unregister_pool(self)
             members = list(self._members.values())
             for member in members:
                 self._end(member)

@@ -55,6 +55,10 @@ class _Port(Generic[T]):
         """Hand messages over; called on the isolate's dispatch loop."""
         self._mailbox.put(messages)
 
+    def _queued(self) -> int:
+        """How many messages wait here for the consumer."""
+        return len(self._mailbox)
+
     def _consumer(self) -> Callable[[T], object] | None:
         """Who takes the next message now, if anyone (see :class:`Mailbox`)."""
         raise NotImplementedError

@@ -16,6 +16,8 @@ class Receiving(Protocol):
 
     def _deliver(self, messages: list[Any]) -> None: ...
 
+    def _queued(self) -> int: ...
+
 
 class PortTable:
     """Open receive ports by id; thread-safe.
@@ -66,6 +68,12 @@ class PortTable:
     def keeps_alive(self) -> bool:
         """Whether an open port keeps the isolate alive."""
         return bool(self._keep_alive)
+
+    def queued(self) -> int:
+        """Messages handed to the open ports and not yet taken by their consumers."""
+        with self._lock:
+            ports = list(self._ports.values())
+        return sum(port._queued() for port in ports)
 
     def __len__(self) -> int:
         return len(self._ports)

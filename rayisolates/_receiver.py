@@ -125,6 +125,10 @@ class Receiver:
                 self._dispatch(messages)
             return True
 
+    def held(self) -> int:
+        """How many messages a pause holds back now."""
+        return sum(len(batch) for batch in list(self._paused_batches))
+
     @property
     def paused(self) -> bool:
         """Whether a pause holds messages back."""

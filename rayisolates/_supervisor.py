@@ -52,6 +52,7 @@ from ._wire import (
     PollMe,
     RemoveExitListener,
     SpawnRequest,
+    StatusAsked,
     new_id,
 )
 
@@ -64,12 +65,14 @@ NO_RESPONSE: Encoded = (INLINE, None, None)
 # with it Ray's records of the actor, alive (some 26 KB each).
 _SPAWN_MEMORY_SECONDS = 60.0
 _REMEMBERED_SPAWNS = 256
+STATUS_SECONDS = 3.0  # how long rayisolates status waits for an isolate's answer
 
 
 @dataclass(slots=True)
 class _Record:
     host: Any
     terminate: Capability
+    debug_name: str | None = None
     exit_listeners: dict[SendPort[Any], Encoded] = field(default_factory=dict)
 
 
@@ -97,6 +100,7 @@ class Supervisor:
             collections.OrderedDict()
         )
         self._controls: Inbox[Control] = Inbox(self._run_controls)
+        self._status_answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return "rayisolates-supervisor"
@@ -193,7 +197,7 @@ class Supervisor:
             isolate_id = new_id("isolate")
             options = host_options(request.options)
             host = _create_named(options, request.debug_name, isolate_id, me)
-        record = _Record(host, Capability())
+        record = _Record(host, Capability(), request.debug_name)
         if request.on_exit is not None:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
         pause = Capability()
@@ -295,6 +299,45 @@ class Supervisor:
                 if known is not None:
                     self._forwarded.add(record.isolate_id, known.host, record)
 
+    # rayisolates status ------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """This driver's main isolate, its live isolates and its pools, as they are now.
+
+        Each isolate answers on its control thread (a busy one too); one that
+        does not within ``STATUS_SECONDS`` is listed as ``unreachable``. The
+        driver answers through the relay (``StatusAsked``).
+        """
+        request_id = new_id("status")
+        answer = self._status_answers[request_id] = asyncio.get_running_loop().create_future()
+        self._relay_control(StatusAsked(request_id))
+        records = list(self._isolates.items())
+        asked = [_isolate_status(isolate_id, record) for isolate_id, record in records]
+        isolates = await asyncio.gather(*asked)
+        try:
+            main = await asyncio.wait_for(answer, STATUS_SECONDS)
+        except TimeoutError:
+            main = {"main_id": self._main_id, "state": "unreachable", "pools": []}
+        finally:
+            self._status_answers.pop(request_id, None)
+        pools = [{"owner": "main", **pool} for pool in main.pop("pools")]
+        for isolate in isolates:
+            owner = isolate["debug_name"] or isolate["isolate_id"]
+            pools.extend({"owner": owner, **pool} for pool in isolate.pop("pools", []))
+        return {
+            "job_id": ray.get_runtime_context().get_job_id(),
+            "main": main,
+            "isolates": isolates,
+            "pools": pools,
+            "idle_pooled_hosts": len(self._idle),
+        }
+
+    def driver_status(self, request_id: str, figures: dict[str, Any]) -> None:
+        """The driver's answer to a ``StatusAsked``."""
+        answer = self._status_answers.get(request_id)
+        if answer is not None and not answer.done():
+            answer.set_result(figures)
+
     def sizes(self) -> dict[str, int]:
         """How much the supervisor remembers (it must not grow with isolates that ended)."""
         return {
@@ -305,6 +348,16 @@ class Supervisor:
             "outbox_destinations": self._outbox.destinations(),
             "forwarding_destinations": self._forwarded.destinations(),
         }
+
+
+async def _isolate_status(isolate_id: str, record: _Record) -> dict[str, Any]:
+    try:
+        figures: dict[str, Any] = await asyncio.wait_for(
+            record.host.status.remote(), STATUS_SECONDS
+        )
+        return figures
+    except (TimeoutError, ray_errors.RayError):
+        return {"isolate_id": isolate_id, "debug_name": record.debug_name, "state": "unreachable"}
 
 
 def _create_named(options: dict[str, Any], debug_name: str | None, *args: Any) -> Any:

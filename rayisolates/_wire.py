@@ -46,6 +46,7 @@ __all__ = [
     "MAIN",
     "RUNS_ON",
     "SUPERVISOR",
+    "SUPERVISOR_NAMESPACE",
     "AddErrorListener",
     "AddExitListener",
     "Batch",
@@ -63,6 +64,7 @@ __all__ = [
     "Resume",
     "SetErrorsFatal",
     "SpawnRequest",
+    "StatusAsked",
     "is_main",
     "is_spawned",
     "new_id",
@@ -90,6 +92,11 @@ DIRECT_SENDER = "/direct"
 def sender_isolate(sender: str) -> str:
     """The isolate behind a sender id (``"<isolate id>/direct"``, ``".../control"``)."""
     return sender.partition("/")[0]
+
+
+# The Ray namespace of every driver's supervisor (a driver's own namespace is
+# anonymous): where ``rayisolates status`` finds them.
+SUPERVISOR_NAMESPACE = "rayisolates"
 
 
 def supervisor_name(job_id: str) -> str:
@@ -214,6 +221,14 @@ class Ended:
     isolate_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class StatusAsked:
+    """To the main isolate: ``rayisolates status`` asks for its figures and pools; the
+    driver answers the supervisor's ``driver_status(request_id, ...)``."""
+
+    request_id: str
+
+
 Control = (
     Kill
     | Pause
@@ -227,6 +242,7 @@ Control = (
     | KillNow
     | PollMe
     | Ended
+    | StatusAsked
 )
 
 # Where each control record acts.
@@ -247,6 +263,7 @@ RUNS_ON: dict[type, str] = {
     KillNow: SUPERVISOR_ACTOR,
     PollMe: MAIN,
     Ended: MAIN,
+    StatusAsked: MAIN,
 }
 
 

@@ -19,6 +19,9 @@ class Port:
     def _deliver(self, messages: list[Any]) -> None:
         self.got.extend(messages)
 
+    def _queued(self) -> int:
+        return 0
+
 
 def inline(port_id: int, value: Any) -> Item:
     return (port_id, INLINE, value, None)
@@ -53,12 +56,14 @@ def test_pause_holds_messages_until_every_pause_is_lifted() -> None:
     first, second = Capability(), Capability()
     receiver.pause(first)
     receiver.pause(second)
-    receiver.accept("a", 0, [inline(port_id, 1)])
+    receiver.accept("a", 0, [inline(port_id, 1), inline(port_id, 1)])
     assert not receiver.resume(first)
     assert port.got == []
+    assert (receiver.held(), receiver.received_messages) == (2, 0)
     assert receiver.resume(second)
     receiver.accept("a", 1, [inline(port_id, 2)])
-    assert port.got == [1, 2]
+    assert port.got == [1, 1, 2]
+    assert (receiver.held(), receiver.received_messages) == (0, 3)
 
 
 def test_control_records_act_while_paused() -> None:
