@@ -69,7 +69,8 @@ if TYPE_CHECKING:
 __all__ = ["HostRuntime", "IsolateHost", "host_options"]
 
 RUNNING, EXITING, ENDED = "running", "exiting", "ended"
-PAUSED = "paused"  # running, with a pause holding its messages (as rayisolates status says)
+# As rayisolates status says them: running with a pause holding its messages; exiting.
+PAUSED, ENDING = "paused", "ending"
 
 
 def host_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -320,6 +321,7 @@ class HostRuntime:
     def status(self) -> dict[str, Any]:
         """This isolate's state and figures, and the pools it runs (any thread)."""
         state = PAUSED if self.state == RUNNING and self.receiver.paused else self.state
+        state = ENDING if state == EXITING else state
         return {
             "state": state,
             **isolate_figures(self.ports, self.receiver, self.sender),
