@@ -26,7 +26,7 @@ from ._context import peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._options import TASK_OPTIONS, check_options
-from ._sendable import unsendable_part
+from ._sendable import unsendable_call
 
 __all__ = ["compute", "run"]
 
@@ -117,11 +117,9 @@ def run(
 
 
 def _unsendable(error: TypeError, fn: Callable[..., Any], args: tuple[Any, ...]) -> TypeError:
-    labelled = [("the function", fn), *((f"argument {i}", arg) for i, arg in enumerate(args))]
-    for label, value in labelled:
-        part = unsendable_part(value, label)
-        if part is not None:
-            return TypeError(f"Isolate.run() cannot send {part}")
+    part = unsendable_call(fn, args)
+    if part is not None:
+        return TypeError(f"Isolate.run() cannot send {part}")
     return TypeError(f"Isolate.run() could not send its arguments: {error}")
 
 

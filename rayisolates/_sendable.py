@@ -7,7 +7,7 @@ from typing import Any
 
 from ray import cloudpickle
 
-__all__ = ["unsendable_part"]
+__all__ = ["unsendable_call", "unsendable_part"]
 
 _MAX_DEPTH = 6
 
@@ -68,3 +68,14 @@ def unsendable_part(
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"{path} ({shown}): {problem}"
+
+
+def unsendable_call(fn: Any, args: tuple[Any, ...]) -> str | None:
+    """The first part of a call, the function then each argument, that cannot be sent,
+    named (``"argument 1 (a lock)"``); ``None`` if every part can."""
+    labelled = [("the function", fn), *((f"argument {i}", arg) for i, arg in enumerate(args))]
+    for label, value in labelled:
+        part = unsendable_part(value, label)
+        if part is not None:
+            return part
+    return None

@@ -46,7 +46,7 @@ from ._errors import RemoteError
 from ._ports import RawReceivePort, ReceivePort
 from ._rpc import later
 from ._run import _portable
-from ._sendable import unsendable_part
+from ._sendable import unsendable_call
 from ._sendport import SendPort
 from ._spawn import spawn
 from ._wire import Encoded
@@ -181,12 +181,8 @@ async def stream_isolate(setup: tuple[SendPort[Any], Encoded, int]) -> None:
 
 def unsendable_task(action: str, fn: Any, args: tuple[Any, ...]) -> TypeError:
     """The ``TypeError`` for a function or argument that cannot be sent, naming it."""
-    labelled = [("the function", fn), *((f"argument {i}", arg) for i, arg in enumerate(args))]
-    for label, value in labelled:
-        part = unsendable_part(value, label)
-        if part is not None:
-            return TypeError(f"{action} cannot send {part}; nothing was submitted")
-    return TypeError(f"{action} cannot send the task; nothing was submitted")
+    part = unsendable_call(fn, args) or "the task"
+    return TypeError(f"{action} cannot send {part}; nothing was submitted")
 
 
 # The consumer --------------------------------------------------------------------------
