@@ -52,6 +52,7 @@ while [[ $# -gt 0 && "$1" == --* ]]; do  # options come before NODE and CMD
     *) die "unknown option $1 (see the header of $0)" ;;
   esac
 done
+[[ "$command" == up && -z "$count" && $# -gt 0 ]] && { count=$1; shift; }  # up [options] N
 
 node_names() {  # head a b c ... (N names)
   local names=(head a b c d e f g h i j k l m n o p q r s t u v w x y z)

@@ -68,9 +68,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HostRuntime", "IsolateHost", "host_options"]
 
-RUNNING, EXITING, ENDED = "running", "exiting", "ended"
-# As rayisolates status says them: running with a pause holding its messages; exiting.
-PAUSED, ENDING = "paused", "ending"
+RUNNING, ENDING, ENDED = "running", "ending", "ended"
+# As rayisolates status says it: running, with a pause holding its messages.
+PAUSED = "paused"
 
 
 def host_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -253,7 +253,7 @@ class HostRuntime:
         """Stop taking events; deliver what was sent (``final`` last); then end (on the loop)."""
         if self.state != RUNNING:
             return
-        self.state = EXITING
+        self.state = ENDING
         if final is not None:
             self.sender.send(*final)
         self.receiver.stop()
@@ -321,7 +321,6 @@ class HostRuntime:
     def status(self) -> dict[str, Any]:
         """This isolate's state and figures, and the pools it runs (any thread)."""
         state = PAUSED if self.state == RUNNING and self.receiver.paused else self.state
-        state = ENDING if state == EXITING else state
         return {
             "state": state,
             **isolate_figures(self.ports, self.receiver, self.sender),

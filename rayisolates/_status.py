@@ -50,14 +50,10 @@ def collect(address: str | None = None) -> list[dict[str, Any]]:
             if actor["Name"].startswith(_PREFIX) and actor["State"] == "ALIVE"
         )
         addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
-        drivers = []
-        for name in names:
-            driver = _ask(name)
-            if driver is None:
-                continue
+        drivers = [driver for driver in _ask(names) if driver is not None]
+        for driver in drivers:
             for figures in [driver["main"], *driver["isolates"]]:
                 figures["node_ip"] = addresses.get(figures.get("node_id", ""), "")
-            drivers.append(driver)
         return drivers
     finally:
         ray.shutdown()
@@ -75,12 +71,22 @@ def _check_reachable(address: str) -> None:
         raise ConnectionError(f"nothing answers at {address}: {error}") from None
 
 
-def _ask(name: str) -> dict[str, Any] | None:
-    """One supervisor's answer, or None if it ended meanwhile."""
+def _ask(names: list[str]) -> list[dict[str, Any] | None]:
+    """The supervisors' answers, asked all at once; None for one that ended meanwhile."""
+    asked = []
+    for name in names:
+        try:
+            asked.append(ray.get_actor(name, namespace=SUPERVISOR_NAMESPACE).status.remote())
+        except ValueError:
+            continue
+    ray.wait(asked, num_returns=len(asked), timeout=3 * STATUS_SECONDS)
+    return [_answer(ref) for ref in asked]
+
+
+def _answer(ref: ray.ObjectRef) -> dict[str, Any] | None:
     try:
-        supervisor = ray.get_actor(name, namespace=SUPERVISOR_NAMESPACE)
-        answer: dict[str, Any] = ray.get(supervisor.status.remote(), timeout=3 * STATUS_SECONDS)
-    except (ValueError, ray.exceptions.RayError):
+        answer: dict[str, Any] = ray.get(ref, timeout=0)
+    except (ray.exceptions.RayError, TimeoutError):
         return None
     return answer
 

@@ -17,9 +17,11 @@ from each sender.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -43,10 +45,15 @@ class Talker:
         self.got: dict[str, list[int]] = {}
         self.finished: dict[str, int] = {}  # sender -> how many it says it sent us
         self.sending = True
+        # Done once something came from every peer: traffic flows on each pair.
+        self.flowing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Record requests waiting for every named sender's last word.
+        self._reports: list[tuple[set[str], Callable[[dict[str, Any]], None]]] = []
 
     def start(self, peers: dict[str, SendPort[Any]]) -> asyncio.Future[None]:
         self.peers = peers
         self.sent = dict.fromkeys(peers, 0)
+        self._check()
         return asyncio.ensure_future(self._beat())
 
     async def _beat(self) -> None:
@@ -65,6 +72,25 @@ class Talker:
             self.got.setdefault(sender, []).append(number)
         else:
             self.finished[sender] = number
+        self._check()
+
+    def report_when_finished(
+        self, senders: set[str], reply: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Hand the record to ``reply`` once each of ``senders`` has said its last word."""
+        self._reports.append((senders, reply))
+        self._check()
+
+    def _check(self) -> None:
+        if self.peers and not self.flowing.done() and set(self.peers) <= set(self.got):
+            self.flowing.set_result(None)
+        waiting = []
+        for senders, reply in self._reports:
+            if senders <= set(self.finished):
+                reply(self.record())
+            else:
+                waiting.append((senders, reply))
+        self._reports = waiting
 
     def record(self) -> dict[str, Any]:
         return {
@@ -89,6 +115,7 @@ async def talker(setup: tuple[str, SendPort[Any]]) -> None:
     name, driver = setup
     me = Talker(name)
     driver.send(("port", name, me.inbox.send_port, ray.get_runtime_context().get_node_id()))
+    me.flowing.add_done_callback(lambda _: driver.send(("flowing", name)))
     beating: asyncio.Future[None] | None = None
     async for message in me.inbox:
         if message[0] == "peers":
@@ -98,9 +125,14 @@ async def talker(setup: tuple[str, SendPort[Any]]) -> None:
             assert beating is not None
             await beating
         elif message[0] == "report":
-            message[1].send((name, me.record()))
+            _, reply, senders = message
+            me.report_when_finished(senders, functools.partial(_answer, reply, name))
         else:
             me.take(message)
+
+
+def _answer(reply: SendPort[Any], name: str, record: dict[str, Any]) -> None:
+    reply.send((name, record))
 
 
 def wait_on_node(announce: SendPort[Any], node: str) -> str:
@@ -171,9 +203,16 @@ class Scene:
             max_retries=3,
             scheduling_strategy=NodeAffinitySchedulingStrategy(b, soft=True),
         )
-        for _ in self.runs:
-            started = await anext(self.control)
-            assert started == ("run started", b), started
+        # Both runs hold on b, and something went both ways on every pair.
+        started, flowing = 0, set[str]()
+        while started < len(self.runs) or flowing != set(NAMES):
+            message = await anext(self.control)
+            if message[0] == "flowing":
+                flowing.add(message[1])
+            else:
+                assert message == ("run started", b), message
+                started += 1
+        await self.main.flowing
         return beating
 
     async def after_the_cut(self, since_cut: Any, limit: float) -> None:
@@ -202,21 +241,17 @@ class Scene:
         say(event=what, value=value, after_cut_seconds=seconds)
 
     async def records(self, alive: list[str]) -> dict[str, Any]:
-        """Every receiver's record, once each has every living sender's last word."""
+        """Every receiver's record, once it has every living sender's last word."""
+        senders = {*alive, "main"}
         reports: ReceivePort[Any] = ReceivePort("reports")
-        records: dict[str, Any] = {}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            for name in alive:
-                self.ports[name].send(("report", reports.send_port))
-            for _ in alive:
-                name, record = await asyncio.wait_for(anext(reports), 60)
-                records[name] = record
-            records["main"] = self.main.record()
-            senders = {*alive, "main"}
-            if all(senders <= set(record["finished"]) for record in records.values()):
-                break
-            await asyncio.sleep(0.5)
+        for name in alive:
+            self.ports[name].send(("report", reports.send_port, senders))
+        mine: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.main.report_when_finished(senders, mine.set_result)
+        records = {"main": await asyncio.wait_for(mine, 120)}
+        for _ in alive:
+            name, record = await asyncio.wait_for(anext(reports), 120)
+            records[name] = record
         reports.close()
         return records
 
@@ -225,7 +260,6 @@ async def main() -> None:
     init()
     scene = Scene()
     beating = await scene.start()
-    await asyncio.sleep(1)  # traffic flows on every pair before the cut
     say(event="ready", nodes=scene.nodes)
 
     done = await hear()  # the test cut b's link (and healed it, or not)
@@ -234,8 +268,7 @@ async def main() -> None:
     def since_cut() -> float:
         return round(time.time() - cut_at, 2)
 
-    if done["healed"]:
-        await asyncio.sleep(3)  # traffic flows again before the stop
+    if done["healed"]:  # b's last words, after the stop below, show it is back
         scene.outcome["runs_still_running"] = not any(run.done() for run in scene.runs.values())
         alive = list(NAMES)
     else:

@@ -119,14 +119,7 @@ def netns_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsClu
     state = Path(f"/tmp/ri-ns-{secrets.token_hex(3)}")  # short: Ray's socket paths
     prefix = f"rt{secrets.token_hex(2)}"
     cluster = NetnsCluster(state, prefix)
-    up = subprocess.run(
-        [str(SCRIPT), "up", "3", "--state", str(state), "--prefix", prefix],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, **RAY_SETTINGS, "RAY": str(RAY)},
-        check=False,
-    )
+    up = cluster.script("up", "--prefix", prefix, "3", timeout=240)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         yield cluster
