@@ -8,8 +8,16 @@ sent. What crosses is one of:
 ``INLINE``  an immutable scalar or short ``str``/``bytes``, carried as is;
 ``PICKLED`` pickle bytes plus the Ray object refs and actor handles found
             inside, carried beside the bytes so Ray counts their references;
-``STORED``  a Ray object ref: large messages are put into the object store
-            once, and numpy buffers inside are then read without a copy.
+``STORED``  a :class:`Stored` object ref: large messages are put into the
+            object store once, and numpy buffers inside are then read
+            without a copy.
+
+Every stored value is opened by the receiving transport before it
+acknowledges the batch, wherever the value rides: as a message of its own,
+or as an encoded value inside another message (a stream's item, a pool
+task's result). The sender owns the object and may end as soon as the batch
+is acknowledged; Ray then fails every read of the ref, even where the
+object was already fetched, while a value opened before keeps its memory.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ __all__ = [
     "PICKLED",
     "STORED",
     "Message",
+    "Stored",
     "decode",
     "decode_now",
     "decode_pickled",
@@ -57,10 +66,68 @@ _INLINE_SIZED = frozenset({str, bytes})
 Message = tuple[int, Any]
 
 _local = threading.local()  # refs collected while pickling, or handed back while loading
+_UNOPENED: Any = object()
+
+
+class Stored:
+    """A value in Ray's object store: its ref, and the value once opened here.
+
+    The receiving transport opens it on arrival (see the module's note);
+    :meth:`open` reads it from the ref only where it came some other way.
+    """
+
+    __slots__ = ("_outcome", "ref")
+
+    def __init__(self, ref: ray.ObjectRef, outcome: Any = _UNOPENED) -> None:
+        self.ref = ref
+        self._outcome = outcome  # the value, or the exception opening it raised
+
+    def __reduce__(self) -> tuple[Any, tuple[ray.ObjectRef]]:
+        return Stored, (self.ref,)  # the value stays here; the ref travels
+
+    def opened(self, outcome: Any) -> None:
+        """Keep what opening the ref gave: its value, or the exception raised."""
+        self._outcome = outcome
+
+    def open(self) -> Any:
+        """The value (read from the object store unless it was opened on arrival)."""
+        if self._outcome is _UNOPENED:
+            try:
+                self._outcome = ray.get(self.ref)
+            except Exception as error:
+                self._outcome = error
+        return self._result()
+
+    async def open_async(self) -> Any:
+        """:meth:`open` for an event loop: a value not opened yet is awaited."""
+        if self._outcome is _UNOPENED:
+            try:
+                self._outcome = await self.ref
+            except Exception as error:
+                self._outcome = error
+        return self._result()
+
+    def _result(self) -> Any:
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        remember(self._outcome, self.ref)
+        return self._outcome
+
+    def __repr__(self) -> str:
+        state = "unopened" if self._outcome is _UNOPENED else "opened"
+        return f"<Stored {self.ref.hex()} {state}>"
 
 
 def _restore(index: int) -> Any:
     return _local.restoring[index]
+
+
+def _restore_stored(index: int) -> Stored:
+    stored = Stored(_local.restoring[index])
+    outcome = _local.opened.get(index, _UNOPENED)
+    if outcome is not _UNOPENED:
+        stored.opened(outcome)
+    return stored
 
 
 def _collect(obj: Any) -> tuple[Callable[[int], Any], tuple[int]]:
@@ -75,8 +142,15 @@ def _refuse_file(file: Any) -> NoReturn:
     )
 
 
+def _collect_stored(stored: Stored) -> tuple[Callable[[int], Any], tuple[int]]:
+    refs: list[Any] = _local.collecting
+    refs.append(stored.ref)
+    return _restore_stored, (len(refs) - 1,)
+
+
 _BY_INDEX: dict[type, Callable[[Any], Any]] = {
     ray.ObjectRef: _collect,
+    Stored: _collect_stored,
     ActorHandle: _collect,
     **{
         kind: _refuse_file
@@ -164,42 +238,48 @@ def encode(message: Any, action: str = "SendPort.send()") -> Encoded:
         return INLINE, message, None
     stored = recall(message)
     if stored is not None:  # already in the object store: pass it on, no copy
-        return STORED, stored, None
+        return STORED, Stored(stored), None
     buffers: list[pickle.PickleBuffer] = []
     try:
         data, refs = _pickle(message, buffers)
     except Exception as error:
         raise _unsendable(message, action, error) from None
     if len(data) + sum(buffer.raw().nbytes for buffer in buffers) >= LARGE_BYTES:
-        return STORED, ray.put(message), None
+        return STORED, Stored(ray.put(message)), None
     if buffers:  # small arrays: one in-band copy is cheaper than carrying buffers
         data, refs = _pickle(message, None)
     return PICKLED, data, refs or None
 
 
-def decode_pickled(data: bytes, refs: list[Any] | None) -> Any:
-    """Rebuild a ``PICKLED`` payload, handing back the refs carried beside it."""
+def decode_pickled(
+    data: bytes, refs: list[Any] | None, opened: dict[int, Any] | None = None
+) -> Any:
+    """Rebuild a ``PICKLED`` payload, handing back the refs carried beside it.
+
+    ``opened`` holds what the transport read from those refs (by position):
+    the :class:`Stored` values among them come back opened.
+    """
     _local.restoring = refs or ()
+    _local.opened = opened or {}
     try:
         return pickle.loads(data)
     finally:
         _local.restoring = ()
+        _local.opened = {}
 
 
 def open_encoded(encoded: Encoded) -> Any:
     """Rebuild a value :func:`encode` made that travelled inside another message.
 
-    A ``STORED`` value's object was fetched with the message that carried its
-    ref; this reads it (no copy for numpy buffers on the same node).
+    A ``STORED`` value was opened by the transport that delivered the message
+    carrying it (no copy for numpy buffers on the same node).
     """
     kind, payload, refs = encoded
     if kind == INLINE:
         return payload
     if kind == PICKLED:
         return decode_pickled(payload, refs)
-    value = ray.get(payload)
-    remember(value, payload)
-    return value
+    return payload.open()
 
 
 async def open_encoded_async(encoded: Encoded) -> Any:
@@ -207,9 +287,7 @@ async def open_encoded_async(encoded: Encoded) -> Any:
     kind, payload, _ = encoded
     if kind != STORED:
         return open_encoded(encoded)
-    value = await payload
-    remember(value, payload)
-    return value
+    return await payload.open_async()
 
 
 def needs_fetch(items: list[Item]) -> bool:
@@ -229,14 +307,17 @@ def decode_now(items: list[Item]) -> list[Message]:
 
 
 async def decode(items: list[Item]) -> list[Message]:
-    """Rebuild the messages of a batch, fetching what is in the object store first.
+    """Rebuild the messages of a batch, opening what is in the object store first.
 
     Stored messages come back as read-only views of the object store where
-    they hold numpy buffers (no copy on the same node).
+    they hold numpy buffers (no copy on the same node). Every ref carried
+    inside a message is fetched, and a :class:`Stored` value among them
+    opened; a ref that cannot be read still arrives, as the ref (a stored
+    value fails where it is opened), so one bad ref loses no message.
     """
     if not needs_fetch(items):
         return decode_now(items)
-    stored = [payload for _, kind, payload, _ in items if kind == STORED]
+    stored: list[Stored] = [payload for _, kind, payload, _ in items if kind == STORED]
     nested = [
         ref
         for _, kind, _, refs in items
@@ -244,18 +325,23 @@ async def decode(items: list[Item]) -> list[Message]:
         for ref in refs
         if isinstance(ref, ray.ObjectRef)
     ]
-    values = await asyncio.gather(*stored) if stored else []
-    for ref, value in zip(stored, values, strict=True):
-        remember(value, ref)
-    fetched = iter(values)
-    if nested:
-        await asyncio.gather(*nested)  # local before the (synchronous) unpickling below
+    outcomes = await asyncio.gather(
+        *(value.ref for value in stored), *nested, return_exceptions=True
+    )
+    for value, outcome in zip(stored, outcomes, strict=False):
+        value.opened(outcome)
+    fetched = iter(outcomes[len(stored) :])
     messages: list[Message] = []
     for port_id, kind, payload, refs in items:
         if kind == INLINE:
             messages.append((port_id, payload))
         elif kind == PICKLED:
-            messages.append((port_id, decode_pickled(payload, refs)))
+            opened = {
+                index: next(fetched)
+                for index, ref in enumerate(refs or ())
+                if isinstance(ref, ray.ObjectRef)
+            }
+            messages.append((port_id, decode_pickled(payload, refs, opened)))
         else:
-            messages.append((port_id, next(fetched)))
+            messages.append((port_id, payload.open()))
     return messages

@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-from ._codec import INLINE, STORED, encode, open_encoded, open_encoded_async
+from ._codec import encode, open_encoded, open_encoded_async
 from ._context import current
 from ._errors import RemoteError
 from ._figures import register_pool, unregister_pool
@@ -442,10 +442,6 @@ class IsolatePool:
 
     def _on_message(self, message: Any) -> None:
         first = message[0]
-        if first not in ("ready", "exit") and message[2][0] == STORED:
-            # A large result: fetched (it is local by now) without blocking this loop.
-            asyncio.get_running_loop().create_task(self._fetched(*message))
-            return
         with self._lock:
             if first == "ready":
                 self._ready(message[1], message[2])
@@ -455,13 +451,6 @@ class IsolatePool:
                 self._finished(*message)
             self._dispatch()
             self._settled.notify_all()
-
-    async def _fetched(self, task_id: int, ok: bool, answer: Encoded, elapsed: float) -> None:
-        try:
-            value = await open_encoded_async(answer)
-        except Exception as error:
-            ok, value = False, error
-        self._on_message((task_id, ok, (INLINE, value, None), elapsed))
 
     def _ready(self, member_id: int, port: SendPort[Any]) -> None:
         member = self._members.get(member_id)

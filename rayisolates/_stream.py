@@ -19,9 +19,10 @@ quarter of the buffer (so three quarters stay in flight while credits
 travel). Each item leaves as soon as it is made: a generator may block the
 producer's loop right after a yield, so nothing may wait for the loop to
 send it (the transport batches what a fast producer sends). Items travel
-encoded inside the messages (large ones as object-store refs) and are
-opened when taken, so an item that cannot be rebuilt here fails at its
-place in the stream.
+encoded inside the messages; large ones ride the object store and are
+opened by the transport on arrival (the producer owns them and may end
+before they are taken), small ones when taken. An item that cannot be
+rebuilt here fails at its place in the stream.
 
 A stop makes the producer close its generator (its ``finally`` runs) and
 finish. A producer stuck in synchronous code cannot read the stop: after

@@ -419,3 +419,36 @@ def node_items(n: int) -> Any:
     node = str(ray.get_runtime_context().get_node_id())
     for i in range(n):
         yield (node, i)
+
+
+def self_then_arrays(sizes: list[int]) -> Any:
+    """The producing isolate itself and a ref it owns (see ``owned_ref``), then one array
+    of each size (bytes), item i filled with i + 1."""
+    yield Isolate.current(), owned_ref()
+    for i, size in enumerate(sizes):
+        yield sized_array(size, i + 1)
+
+
+def owned_ref() -> Any:
+    """A ref to an object in the object store, owned by this process: once this process
+    has ended, reading it fails (how a test knows Ray has noticed the end)."""
+    return ray.put(np.zeros(200_000 // 8, dtype=np.int64))
+
+
+def sized_array(size: int, fill: int) -> Any:
+    """An int64 array of about ``size`` bytes, filled with ``fill``."""
+    return np.full(max(1, size // 8), fill, dtype=np.int64)
+
+
+def arrays_then_end(job: tuple[SendPort[Any], list[int], str]) -> None:
+    """Send a ref this isolate owns (see ``owned_ref``), then one array of each size (item
+    i filled with i + 1), then end: ``exit`` hands the last one over by Isolate.exit,
+    ``return`` sends it and returns."""
+    reply, sizes, how = job
+    reply.send(owned_ref())
+    for i, size in enumerate(sizes[:-1]):
+        reply.send(sized_array(size, i + 1))
+    last = sized_array(sizes[-1], len(sizes))
+    if how == "exit":
+        Isolate.exit(reply, last)
+    reply.send(last)
