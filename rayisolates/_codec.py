@@ -226,8 +226,12 @@ def _unsendable(message: Any, action: str, error: Exception) -> TypeError:
     return TypeError(f"{action} cannot send {part}; nothing was sent")
 
 
-def encode(message: Any, action: str = "SendPort.send()") -> Encoded:
+def encode(message: Any, action: str = "SendPort.send()", *, store: bool = True) -> Encoded:
     """Copy ``message`` into its travelling form: ``(kind, payload, refs)``.
+
+    ``store=False`` keeps a large message out of the object store (pickled
+    bytes instead), for one that others hold and send later, after this
+    process may have ended: an exit listener's response, a ping's.
 
     Raises:
         TypeError: ``message`` (or something inside it) cannot be pickled; the
@@ -236,7 +240,7 @@ def encode(message: Any, action: str = "SendPort.send()") -> Encoded:
     kind = type(message)
     if kind in _INLINE_TYPES or (kind in _INLINE_SIZED and len(message) < LARGE_BYTES):
         return INLINE, message, None
-    stored = recall(message)
+    stored = recall(message) if store else None
     if stored is not None:  # already in the object store: pass it on, no copy
         return STORED, Stored(stored), None
     buffers: list[pickle.PickleBuffer] = []
@@ -244,7 +248,7 @@ def encode(message: Any, action: str = "SendPort.send()") -> Encoded:
         data, refs = _pickle(message, buffers)
     except Exception as error:
         raise _unsendable(message, action, error) from None
-    if len(data) + sum(buffer.raw().nbytes for buffer in buffers) >= LARGE_BYTES:
+    if store and len(data) + sum(buffer.raw().nbytes for buffer in buffers) >= LARGE_BYTES:
         return STORED, Stored(ray.put(message)), None
     if buffers:  # small arrays: one in-band copy is cheaper than carrying buffers
         data, refs = _pickle(message, None)

@@ -13,6 +13,7 @@ between the three kinds of process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -88,6 +89,7 @@ class Context:
         self.ports = ports
         self.receiver = receiver
         self.actions = actions
+        self._spawning: set[concurrent.futures.Future[Any]] = set()
 
     @property
     def name(self) -> str:
@@ -140,6 +142,29 @@ class Context:
     def supervise(self, record: Control) -> None:
         """Send a control record to the supervisor (exit listeners, immediate kills)."""
         self.sender.supervise(record)
+
+    # Spawning ------------------------------------------------------------------------
+
+    def spawn_in_flight(self, call: concurrent.futures.Future[Any]) -> None:
+        """A spawn this isolate asked for: its exit waits for it (:meth:`spawns_done`)."""
+        with _lock:
+            self._spawning.add(call)
+        call.add_done_callback(self._spawn_done)
+
+    def _spawn_done(self, call: concurrent.futures.Future[Any]) -> None:
+        with _lock:
+            self._spawning.discard(call)
+
+    async def spawns_done(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for the spawns in flight to start or fail.
+
+        A new isolate reads its message from objects this process owns, and
+        Ray loses them when it ends; the spawn returns once the message is read.
+        """
+        with _lock:
+            calls = [asyncio.wrap_future(call) for call in self._spawning]
+        if calls and timeout > 0:
+            await asyncio.wait(calls, timeout=timeout)
 
     # Being an isolate ------------------------------------------------------------------
 

@@ -269,10 +269,12 @@ class HostRuntime:
 
     async def _finish_exit(self) -> None:
         try:
+            deadline = self.loop.time() + CONFIRM_SECONDS
             await self.sender.drain()
+            # Spawns asked for and not started yet read their messages from objects we own.
+            await self.context.spawns_done(deadline - self.loop.time())
             # What waits for the driver must be acknowledged before the actor ends
             # (large messages live in objects we own). Bounded, should it be gone.
-            deadline = self.loop.time() + CONFIRM_SECONDS
             while not self.link.drained() and self.loop.time() < deadline:
                 self._acknowledged.clear()
                 try:

@@ -281,7 +281,7 @@ class Isolate:
         ``IMMEDIATE`` answers even while the isolate is paused or busy;
         ``BEFORE_NEXT_EVENT`` answers once the current event is handled.
         """
-        response_item = encode(response, "Isolate.ping()")
+        response_item = encode(response, "Isolate.ping()", store=False)
         self._control(Ping(port, response_item, priority == Isolate.IMMEDIATE))
 
     def add_on_exit_listener(self, port: SendPort[Any], response: Any = None) -> None:
@@ -291,7 +291,7 @@ class Isolate:
         is sent at once (Dart sends nothing), so a listener added late cannot
         wait forever.
         """
-        response_item = encode(response, "Isolate.add_on_exit_listener()")
+        response_item = encode(response, "Isolate.add_on_exit_listener()", store=False)
         isolate_id = self.control_port.isolate_id
         if not is_main(isolate_id):  # the main isolate ends with the program: nobody is told
             current().supervise(AddExitListener(isolate_id, port, response_item))

@@ -45,6 +45,7 @@ def _submit(request: SpawnRequest) -> IsolateFuture[Isolate]:
     context = current()
     supervisor = context.sender.supervisor()
     spawning = call(lambda: fire(supervisor.spawn, request))  # repeated: one isolate per spawn_id
+    context.spawn_in_flight(spawning)
     spawning.add_done_callback(
         lambda done: None if done.exception() else context.runtime.spawned(done.result())
     )

@@ -452,3 +452,27 @@ def arrays_then_end(job: tuple[SendPort[Any], list[int], str]) -> None:
     if how == "exit":
         Isolate.exit(reply, last)
     reply.send(last)
+
+
+def report_array(job: tuple[SendPort[Any], Any]) -> None:
+    """Tell what array arrived: ``("child", sum, size)``."""
+    reply, array = job
+    reply.send(("child", int(array.sum()), int(array.size)))
+
+
+def spawn_then_exit(job: tuple[SendPort[Any], int]) -> None:
+    """Send a ref this isolate owns, spawn a child with an array of ``size`` bytes (filled
+    with 7) without waiting for it, and exit."""
+    reply, size = job
+    reply.send(owned_ref())
+    Isolate.spawn(report_array, (reply, sized_array(size, 7)))
+    Isolate.exit()
+
+
+def listen_then_exit(job: tuple[SendPort[Any], Isolate, int]) -> None:
+    """Send a ref this isolate owns, ask ``target`` to send an array of ``size`` bytes
+    (filled with 9) to ``reply`` when it ends, and exit."""
+    reply, target, size = job
+    reply.send(owned_ref())
+    target.add_on_exit_listener(reply, sized_array(size, 9))
+    Isolate.exit()

@@ -114,3 +114,40 @@ def test_port_messages_outlive_their_sender(ray_runtime: dict[str, Any], seed: i
         port.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("size", [8_000, 150_000, 1_500_000])
+def test_a_spawn_message_outlives_a_spawner_that_exits_at_once(
+    ray_runtime: dict[str, Any], size: int
+) -> None:
+    async def scenario() -> None:
+        port: ReceivePort[Any] = ReceivePort("handover")
+        spawner = await Isolate.spawn(entries.spawn_then_exit, (port.send_port, size))
+        owned = await anext(port)
+        await until_ended(spawner)
+        until_owner_gone(owned)
+        assert await anext(port) == ("child", 7 * (size // 8), size // 8)
+        port.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("size", [8_000, 150_000, 1_500_000])
+def test_an_exit_response_outlives_the_isolate_that_asked_for_it(
+    ray_runtime: dict[str, Any], size: int
+) -> None:
+    async def scenario() -> None:
+        port: ReceivePort[Any] = ReceivePort("handover")
+        target = await Isolate.spawn(entries.echo, port.send_port)
+        target_port = await anext(port)
+        asker = await Isolate.spawn(entries.listen_then_exit, (port.send_port, target, size))
+        owned = await anext(port)
+        await until_ended(asker)
+        until_owner_gone(owned)
+        target_port.send(None)  # the target exits ("bye"), then its listeners are told
+        assert await anext(port) == "bye"
+        response = await anext(port)
+        assert response.size == size // 8 and int(response.sum()) == 9 * response.size
+        port.close()
+
+    run(scenario())
