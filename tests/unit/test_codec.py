@@ -34,6 +34,24 @@ def test_containers_and_small_arrays_are_pickled_in_band() -> None:
         assert not needs_fetch([(1, kind, payload, refs)])
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"x" * LARGE_BYTES,
+        "y" * LARGE_BYTES,
+        np.arange(LARGE_BYTES // 4),
+        {"array": np.ones(LARGE_BYTES), "tag": 1},
+    ],
+)
+def test_large_values_kept_out_of_the_object_store_are_pickled_whole(value: object) -> None:
+    """What others hold and send after this process may have ended (exit listeners' and
+    pings' responses) must not live in objects this process owns."""
+    kind, payload, refs = encode(value, store=False)
+    assert kind == PICKLED and len(payload) >= LARGE_BYTES and refs is None
+    ((_, back),) = decode_now([(1, kind, payload, refs)])
+    assert pickle.dumps(back) == pickle.dumps(value)
+
+
 def test_a_copy_is_taken_at_send() -> None:
     value = [1, 2]
     kind, payload, refs = encode(value)
