@@ -275,25 +275,35 @@ class IsolateStream(Generic[T]):
 
     # Taking items ----------------------------------------------------------------------
 
-    def _pop(self) -> Encoded | None:
-        """The next item, if one is here (under the lock); raises the end after the items."""
+    def _pop(self) -> tuple[Encoded, int] | None:
+        """The next item and the credits to give back for it, if one is here (under the
+        lock); raises the end after the items."""
         if self._items:
             item = self._items.popleft()
             self._taken += 1
+            credits = 0
             if self._taken >= max(1, self._buffer // 4) and self._credit_port is not None:
-                self._credit_port.send(self._taken)
-                self._taken = 0
-            return item
+                credits, self._taken = self._taken, 0
+            return item, credits
         if self._end is not None:
             raise self._end if not isinstance(self._end, StopIteration) else StopIteration
         if self._stopping:
             raise StopIteration
         return None
 
+    def _give_back(self, credits: int) -> None:
+        """Send credits to the producer: never under the lock, which this stream's port
+        handler takes while the transport dispatches to it."""
+        if credits:
+            assert self._credit_port is not None
+            self._credit_port.send(credits)
+
     def __next__(self) -> T:
         with self._lock:
-            while (item := self._pop()) is None:
+            while (taken := self._pop()) is None:
                 self._arrived.wait()
+        item, credits = taken
+        self._give_back(credits)
         value: T = open_encoded(item)
         return value
 
@@ -301,13 +311,15 @@ class IsolateStream(Generic[T]):
         while True:
             with self._lock:
                 try:
-                    item = self._pop()
+                    taken = self._pop()
                 except StopIteration:
                     raise StopAsyncIteration from None
-                if item is None:
+                if taken is None:
                     waiter = asyncio.get_running_loop().create_future()
                     self._waiters.append((asyncio.get_running_loop(), waiter))
-            if item is not None:
+            if taken is not None:
+                item, credits = taken
+                self._give_back(credits)
                 value: T = await open_encoded_async(item)
                 return value
             await waiter

@@ -476,3 +476,23 @@ def listen_then_exit(job: tuple[SendPort[Any], Isolate, int]) -> None:
     reply.send(owned_ref())
     target.add_on_exit_listener(reply, sized_array(size, 9))
     Isolate.exit()
+
+
+def flood_stored(job: tuple[SendPort[Any], int]) -> None:
+    """Send ``count`` messages large enough for the object store (the receiver's transport
+    fetches and dispatches them on its event loop), then end."""
+    reply, count = job
+    for i in range(count):
+        reply.send((i, bytes(120 * 1024)))
+
+
+async def answer_to(reply: SendPort[Any]) -> None:
+    """Send our port, then answer each ``(i, port)`` with ``(i,)`` to that port; ``None``
+    ends."""
+    port: ReceivePort[Any] = ReceivePort("answer")
+    reply.send(port.send_port)
+    async for message in port:
+        if message is None:
+            break
+        message[1].send((message[0],))
+    port.close()
