@@ -192,78 +192,25 @@ class _CloudPickler(cloudpickle.CloudPickler):  # type: ignore[misc]
     )
 
 
-class _Output:
-    """Where a reused pickler writes: its ``write`` appends to a list of chunks."""
-
-    __slots__ = ("write",)
-
-    def __init__(self, chunks: list[Any]) -> None:
-        self.write: Callable[[Any], None] = chunks.append
-
-
-def _reused_pickler() -> tuple[_FastPickler, list[Any], list[Any]]:
-    """This thread's pickler, its output chunks and ``[busy, buffers]``, made on first use.
-
-    Making a pickler costs more than pickling a small message with it.
-    """
-    reused: tuple[_FastPickler, list[Any], list[Any]] | None = getattr(_local, "pickler", None)
-    if reused is None:
-        chunks: list[Any] = []
-        output = _Output(chunks)
-        state: list[Any] = [False, None]
-
-        def buffer(view: pickle.PickleBuffer) -> bool:
-            """Out of band (``False``) into the buffers list, if there is one."""
-            if state[1] is None:
-                return True
-            state[1].append(view)
-            return False
-
-        reused = _local.pickler = (
-            _FastPickler(output, protocol=5, buffer_callback=buffer),
-            chunks,
-            state,
-        )
-    return reused
-
-
 def _pickle(message: Any, buffers: list[Any] | None) -> tuple[bytes, list[Any]]:
     """Pickle ``message``; buffers go out of band into ``buffers`` when it is a list."""
+    callback = None if buffers is None else buffers.append
     refs: list[Any] = []
-    outer = getattr(_local, "collecting", None)
     _local.collecting = refs
     try:
-        pickler, chunks, state = _reused_pickler()
-        if not state[0]:  # not already pickling on this thread (a reduce that sends)
-            state[0], state[1] = True, buffers
-            try:
-                pickler.dump(message)
-                if len(chunks) == 1 and type(chunks[0]) is bytes:
-                    return chunks[0], refs
-                return b"".join(chunks), refs  # views of the message's buffers: copied
-            except Exception:
-                pass  # cloudpickle, below
-            finally:
-                chunks.clear()
-                pickler.clear_memo()  # it holds what it pickled
-                state[0], state[1] = False, None
-        callback = None if buffers is None else buffers.append
-        try:
-            if state[0]:
-                stream = io.BytesIO()
-                _FastPickler(stream, protocol=5, buffer_callback=callback).dump(message)
-                return stream.getvalue(), refs
-        except Exception:
-            pass
-        # Lambdas, local classes and the like need cloudpickle: start over.
-        refs.clear()
-        if buffers is not None:
-            buffers.clear()
         stream = io.BytesIO()
-        _CloudPickler(stream, protocol=5, buffer_callback=callback).dump(message)
-        return stream.getvalue(), refs
+        try:
+            _FastPickler(stream, protocol=5, buffer_callback=callback).dump(message)
+        except Exception:
+            # Lambdas, local classes and the like need cloudpickle: start over.
+            refs.clear()
+            if buffers is not None:
+                buffers.clear()
+            stream = io.BytesIO()
+            _CloudPickler(stream, protocol=5, buffer_callback=callback).dump(message)
     finally:
-        _local.collecting = outer
+        _local.collecting = None
+    return stream.getvalue(), refs
 
 
 def _problem(value: Any) -> str | None:

@@ -60,8 +60,6 @@ def remember(value: Any, ref: ray.ObjectRef) -> None:
 
 def recall(value: Any) -> ray.ObjectRef | None:
     """The object ref ``value`` was read from, if it is one we remembered."""
-    if not _refs:  # nothing remembered (most of the time): no lock to take
-        return None
     with _lock:
         entry = _refs.get(id(value))
     if entry is None or entry[0]() is not value:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import threading
-from typing import Any
 
 import numpy as np
 import pytest
@@ -123,73 +122,3 @@ def test_from_ray_turns_timeouts_and_cancellation_into_their_python_kinds() -> N
 def test_from_ray_leaves_other_errors_alone() -> None:
     error = ValueError("not Ray's")
     assert from_ray(error, cancelled=KeyError) is error
-
-
-class _SendsWhilePickled:
-    """Encodes another message from inside its own pickling (as a reduce might)."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.inner_encoded: object = None
-
-    def __reduce__(self) -> tuple[object, tuple[object]]:
-        self.inner_encoded = encode(self.inner)
-        return list, ([self.inner],)
-
-
-def test_each_thread_reuses_its_pickler_safely() -> None:
-    """Pickling reuses a pickler per thread: nothing of one message leaks into the next,
-    in a pickling inside a pickling, after a failed one, or across threads."""
-    import random
-    import weakref
-
-    rng = random.Random(7)
-
-    def roundtrip(value: object) -> object:
-        kind, payload, refs = encode(value)
-        ((_, back),) = decode_now([(1, kind, payload, refs)])
-        return back
-
-    class Held:
-        pass
-
-    for _ in range(300):
-        choice = rng.randrange(5)
-        if choice == 0:  # in-band buffers are copied: a later change does not travel
-            array = np.arange(rng.randint(1, 5_000))
-            kind, payload, refs = encode(array)
-            array[:] = -1
-            ((_, back),) = decode_now([(1, kind, payload, refs)])
-            assert (back == np.arange(array.size)).all()
-        elif choice == 1:  # a pickling inside a pickling
-            inner = ("inner", rng.random())
-            outer = _SendsWhilePickled(inner)
-            assert roundtrip(["outer", outer]) == ["outer", [inner]]
-            kind, payload, refs = outer.inner_encoded  # type: ignore[misc]
-            assert decode_now([(1, kind, payload, refs)]) == [(1, inner)]
-        elif choice == 2:  # needs cloudpickle (the reused pickler fails first)
-            step = rng.randint(1, 9)
-            pair: Any = roundtrip((lambda x, step=step: x + step, 1))
-            assert pair[0](pair[1]) == step + 1
-        elif choice == 3:  # the pickler's memo does not keep what it pickled alive
-            held = Held()
-            encode([held, held])
-            reference = weakref.ref(held)
-            del held
-            assert reference() is None
-        else:
-            value = {"k": [rng.random() for _ in range(rng.randint(0, 50))], "s": "x" * 9}
-            assert roundtrip(value) == value
-
-    def many(seed: int, out: list[bool]) -> None:
-        local = random.Random(seed)
-        values = [(seed, i, "y" * local.randint(0, 300)) for i in range(2_000)]
-        out.append(all(roundtrip(value) == value for value in values))
-
-    results: list[bool] = []
-    threads = [threading.Thread(target=many, args=(seed, results)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == [True] * 8
