@@ -23,7 +23,8 @@ from ._capability import Capability
 from ._codec import encode
 from ._connection import ensure_started, on_shutdown
 from ._controls import ControlActions, Errors
-from ._porttable import PortTable, Receiving
+from ._mailbox import Mailbox
+from ._porttable import PortTable
 from ._receiver import Receiver
 from ._sender import Sender
 from ._wire import SUPERVISOR_NAMESPACE, Control, Encoded, supervisor_name
@@ -98,14 +99,14 @@ class Context:
 
     # Ports -------------------------------------------------------------------------
 
-    def open_port(self, port: Receiving, keep_alive: bool) -> int:
-        """Register a receive port; returns its id."""
+    def open_port(self, mailbox: Mailbox[Any], keep_alive: bool) -> int:
+        """Register a receive port by its mailbox; returns its id."""
         if self.ports is None:
             raise RuntimeError(
                 "ports can only receive in the main isolate or in an isolate started with "
                 "Isolate.spawn; an Isolate.run computation can send but not receive"
             )
-        return self.ports.open(port, keep_alive)
+        return self.ports.open(mailbox, keep_alive)
 
     def close_port(self, port_id: int) -> None:
         """Forget a closed port."""

@@ -1,13 +1,15 @@
-"""A port's mailbox: messages handed from the dispatch loop to one consumer loop, in order.
+"""A port's mailbox: messages queued by the transport, taken by one consumer loop, in order.
 
-Messages arrive on the isolate's dispatch loop, which may run on another
-thread than the port's consumer (in the main isolate, user code sets
-handlers from its own thread while messages arrive on the background loop).
-Every message passes through one queue and is taken from it only on the
-consumer loop, one at a time, by whichever consumer is current at that
-moment. So arrival order holds whatever happens meanwhile: a handler set,
-replaced or cleared from another thread, a listener attached, an iterator
-moving to a new event loop.
+The receiver puts messages here under its own lock, from whichever thread
+took their batch (in the main isolate: a direct channel's reading thread,
+the completions thread, the background loop), and only queues them. It
+hands over after releasing that lock: on the port's own loop the mailbox
+drains at once, anywhere else it schedules a drain there. So a consumer
+(user code) never runs under a lock of the transport, and every message is
+taken from the one queue, on the consumer loop, one at a time, by whichever
+consumer is current at that moment. Arrival order holds whatever happens
+meanwhile: a handler set, replaced or cleared from another thread, a
+listener attached, an iterator moving to a new event loop.
 
 States::
 
@@ -83,17 +85,21 @@ class Mailbox(Generic[T]):
         return self._loop
 
     def put(self, messages: list[T]) -> bool:
-        """Queue ``messages`` and get them to the consumer; False once closed. Any thread."""
+        """Queue ``messages`` (any thread); False once closed. Nothing is consumed here:
+        :meth:`hand_over` does that, once the caller holds no lock of its own."""
         with self._lock:
             if self._closed:
                 return False
             self._queue.extend(messages)
-            loop = self._loop
+            return True
+
+    def hand_over(self) -> None:
+        """Get what is queued to the consumer: now on the bound loop, else soon there."""
+        loop = self._loop
         if loop is not None and asyncio._get_running_loop() is loop:
             self.drain()
         else:
             self.wake()
-        return True
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Consume on ``loop`` from now on; what is queued goes there first."""

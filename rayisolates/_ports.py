@@ -3,9 +3,10 @@
 A receive port belongs to the isolate that created it and is consumed on an
 asyncio event loop of that isolate: in a spawned isolate, its own loop; in the
 main isolate, the loop that first iterates or listens to it (or, for
-``listen`` outside any loop, the main isolate's background loop). Messages are
-dispatched to ports on the isolate's dispatch loop and handed to the port's
-own loop when they differ.
+``listen`` outside any loop, the main isolate's background loop). The
+transport queues a port's messages in its mailbox (``_mailbox``), from
+whichever thread received them, and the mailbox hands them to the port's
+consumer on that loop, in arrival order.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class _Port(Generic[T]):
         self._mailbox: Mailbox[T] = Mailbox(
             self._consumer, self._context.guarded, self._waiting, self._home
         )
-        port_id = self._context.open_port(self, keep_alive)
+        port_id = self._context.open_port(self._mailbox, keep_alive)
         self._send_port: SendPort[T] = SendPort(
             self._context.isolate_id, port_id, self._context.route
         )
@@ -50,14 +51,6 @@ class _Port(Generic[T]):
         raise TypeError(
             f"a {type(self).__name__} cannot be sent to another isolate; send its send_port"
         )
-
-    def _deliver(self, messages: list[T]) -> None:
-        """Hand messages over; called on the isolate's dispatch loop."""
-        self._mailbox.put(messages)
-
-    def _queued(self) -> int:
-        """How many messages wait here for the consumer."""
-        return len(self._mailbox)
 
     def _consumer(self) -> Callable[[T], object] | None:
         """Who takes the next message now, if anyone (see :class:`Mailbox`)."""

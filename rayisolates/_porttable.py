@@ -1,26 +1,19 @@
-"""The ports an isolate has open: their ids, and which of them keep it alive."""
+"""The ports an isolate has open: their ids, their mailboxes, and which keep it alive."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from ._mailbox import Mailbox
 from ._wire import CONTROL_PORT
 
-__all__ = ["PortTable", "Receiving"]
-
-
-class Receiving(Protocol):
-    """What the table holds: a receive port, handed its messages in order."""
-
-    def _deliver(self, messages: list[Any]) -> None: ...
-
-    def _queued(self) -> int: ...
+__all__ = ["PortTable"]
 
 
 class PortTable:
-    """Open receive ports by id; thread-safe.
+    """The mailboxes of open receive ports, by port id; thread-safe.
 
     Args:
         changed: Called after a port closes or stops keeping the isolate
@@ -30,16 +23,16 @@ class PortTable:
     def __init__(self, changed: Callable[[], None] = lambda: None) -> None:
         self._changed = changed
         self._lock = threading.Lock()
-        self._ports: dict[int, Receiving] = {}
+        self._ports: dict[int, Mailbox[Any]] = {}
         self._keep_alive: set[int] = set()
         self._next = CONTROL_PORT + 1
 
-    def open(self, port: Receiving, keep_alive: bool) -> int:
-        """Register ``port``; returns its id."""
+    def open(self, mailbox: Mailbox[Any], keep_alive: bool) -> int:
+        """Register a port by its mailbox; returns the port's id."""
         with self._lock:
             port_id = self._next
             self._next += 1
-            self._ports[port_id] = port
+            self._ports[port_id] = mailbox
             if keep_alive:
                 self._keep_alive.add(port_id)
         return port_id
@@ -60,8 +53,8 @@ class PortTable:
                 self._keep_alive.add(port_id)
         self._changed()
 
-    def get(self, port_id: int) -> Receiving | None:
-        """The open port ``port_id``, or ``None``."""
+    def get(self, port_id: int) -> Mailbox[Any] | None:
+        """The mailbox of the open port ``port_id``, or ``None``."""
         return self._ports.get(port_id)
 
     @property
@@ -72,8 +65,8 @@ class PortTable:
     def queued(self) -> int:
         """Messages handed to the open ports and not yet taken by their consumers."""
         with self._lock:
-            ports = list(self._ports.values())
-        return sum(port._queued() for port in ports)
+            mailboxes = list(self._ports.values())
+        return sum(len(mailbox) for mailbox in mailboxes)
 
     def __len__(self) -> int:
         return len(self._ports)

@@ -6,6 +6,14 @@ answers and relayed batches of ``_mainlink`` and the supervisor. Each goes
 through one :class:`~rayisolates._inbox.Inbox`, so each sender's messages
 are dispatched once, in order. Messages to the control port (the main
 isolate's control records, relayed by the supervisor) go to ``on_control``.
+
+No user code runs under the receiver's lock. Under it, a batch is only put
+in order and each port's messages queued in that port's mailbox; once the
+lock is released, the thread that brought the batch hands the mailboxes
+over (``Mailbox.hand_over``: drained at once on the port's own loop,
+scheduled there from anywhere else). A handler may so take any lock of its
+own, and a thread holding that lock may send and wait for answers, while
+this receiver keeps taking batches on other threads.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 from ._capability import Capability
 from ._codec import Message, decode, decode_now, needs_fetch
 from ._inbox import Inbox
+from ._mailbox import Mailbox
 from ._porttable import PortTable
 from ._wire import CONTROL_PORT, Item
 
@@ -47,8 +56,11 @@ class Receiver:
         self._loop = loop
         self._uncaught = uncaught
         self._on_control = on_control
-        self._lock = threading.RLock()  # dispatching may send to ourselves, re-entering
+        # Re-entered only by ``on_control``: the main isolate forgets a sender it is told
+        # has ended. Never held while a port's consumer runs.
+        self._lock = threading.RLock()
         self._inbox: Inbox[Message] = Inbox(self._dispatch)
+        self._filled: dict[int, Mailbox[Any]] = {}  # mailboxes given messages, to hand over
         self._pauses: set[Capability] = set()
         self._paused_batches: list[list[Message]] = []
         self._stopped = False
@@ -85,6 +97,8 @@ class Receiver:
         """Put a decoded batch in order and dispatch what is ready."""
         with self._lock:
             self._inbox.receive(sender, seq, messages)
+            filled = self._take_filled()
+        self._hand_over(filled)
 
     def is_duplicate(self, sender: str, seq: int) -> bool:
         """Whether batch ``seq`` of ``sender`` has arrived before."""
@@ -92,14 +106,9 @@ class Receiver:
             return self._inbox.is_duplicate(sender, seq)
 
     def received(self, sender: str) -> int:
-        """The last of ``sender``'s batches dispatched in order (-1: none).
-
-        Read without the lock: senders ask it (the acknowledgement their calls
-        carry) from any thread, maybe holding a lock of their own that a port
-        handler, run under this lock, waits for. The figure is one dict
-        read; an older one is still true, only less news.
-        """
-        return self._inbox.received(sender)
+        """The last of ``sender``'s batches dispatched in order (-1: none)."""
+        with self._lock:
+            return self._inbox.received(sender)
 
     def forget(self, sender: str) -> None:
         """Drop what is known of a sender that has ended."""
@@ -128,7 +137,9 @@ class Receiver:
             held, self._paused_batches = self._paused_batches, []
             for messages in held:
                 self._dispatch(messages)
-            return True
+            filled = self._take_filled()
+        self._hand_over(filled)
+        return True
 
     def held(self) -> int:
         """How many messages a pause holds back now."""
@@ -145,9 +156,24 @@ class Receiver:
             self._stopped = True
             self._paused_batches.clear()
 
-    # Dispatching (under the lock) -------------------------------------------------
+    # Dispatching -------------------------------------------------------------------
+
+    def _take_filled(self) -> list[Mailbox[Any]]:
+        """Under the lock: the mailboxes given messages since the last hand-over."""
+        if not self._filled:
+            return []
+        filled = list(self._filled.values())
+        self._filled.clear()
+        return filled
+
+    @staticmethod
+    def _hand_over(filled: list[Mailbox[Any]]) -> None:
+        """Outside the lock: get their messages to the ports' consumers."""
+        for mailbox in filled:
+            mailbox.hand_over()
 
     def _dispatch(self, messages: list[Message]) -> None:
+        """Under the lock: act on control records, hold while paused, queue per port."""
         if self._stopped:
             return
         if self._on_control is not None and any(port == CONTROL_PORT for port, _ in messages):
@@ -167,7 +193,7 @@ class Receiver:
             end = start + 1
             while end < len(messages) and messages[end][0] == port_id:
                 end += 1
-            port = self._ports.get(port_id)
-            if port is not None:
-                port._deliver([message for _, message in messages[start:end]])
+            mailbox = self._ports.get(port_id)
+            if mailbox is not None and mailbox.put([m for _, m in messages[start:end]]):
+                self._filled[id(mailbox)] = mailbox
             start = end

@@ -292,8 +292,7 @@ class IsolateStream(Generic[T]):
         return None
 
     def _give_back(self, credits: int) -> None:
-        """Send credits to the producer: never under the lock, which this stream's port
-        handler takes while the transport dispatches to it."""
+        """Send credits to the producer (after the lock: nothing waits on it meanwhile)."""
         if credits:
             assert self._credit_port is not None
             self._credit_port.send(credits)

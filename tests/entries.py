@@ -496,3 +496,99 @@ async def answer_to(reply: SendPort[Any]) -> None:
             break
         message[1].send((message[0],))
     port.close()
+
+
+def flood_mixed(job: tuple[SendPort[Any], int, int]) -> None:
+    """Send ``count`` messages ``(i, padding)``, a seeded mix of small ones and ones large
+    enough for the object store (the receiver's transport fetches and dispatches those on
+    its event loop), then end."""
+    import random
+
+    reply, count, seed = job
+    rng = random.Random(seed)
+    for i in range(count):
+        reply.send((i, bytes(120 * 1024 if rng.random() < 0.6 else 8)))
+
+
+async def answer_each(reply: SendPort[Any]) -> None:
+    """Send our port, then answer each ``(tag, i, port, padding)`` with ``(tag, i)`` to that
+    port; ``None`` ends."""
+    port: ReceivePort[Any] = ReceivePort("answer")
+    reply.send(port.send_port)
+    async for message in port:
+        if message is None:
+            break
+        tag, i, back, _ = message
+        back.send((tag, i))
+    port.close()
+
+
+class _LockedTalker:
+    """See :func:`locked_talker`."""
+
+    def __init__(self, report: SendPort[Any], other: SendPort[Any], rounds: int, seed: int):
+        import random
+        import threading
+
+        self.report, self.other = report, other
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.got: dict[str, list[Any]] = {"own": [], "answers": [], "inbox": []}
+        self.expected = {"own": 2 * rounds, "answers": 2 * rounds, "inbox": rounds}
+        self.own: RawReceivePort[Any] = RawReceivePort(lambda m: self.record("own", m), "own")
+        self.answers: RawReceivePort[Any] = RawReceivePort(
+            lambda m: self.record("answers", m), "answers"
+        )
+        self.inbox: RawReceivePort[Any] = RawReceivePort(self.on_inbox, "inbox")
+
+    def record(self, kind: str, message: Any) -> None:
+        with self.lock:
+            self.got[kind].append(message)
+            if all(len(self.got[k]) == self.expected[k] for k in self.got):
+                self.done.set()
+
+    def send(self, tag: str, i: int) -> None:
+        """Under the lock: one message to the own port and one to the answers port, each
+        over a carrier chosen at random."""
+        carrier = self.rng.choice(["own", "main", "other", "stored"])
+        if carrier == "main":
+            self.report.send(("main", tag, i))
+            self.answers.send_port.send((tag, i))
+        elif carrier in ("other", "stored"):
+            padding = bytes(120 * 1024 if carrier == "stored" else 8)
+            self.other.send((tag, i, self.answers.send_port, padding))
+        else:
+            self.answers.send_port.send((tag, i))
+        self.own.send_port.send((tag, i))
+
+    def on_inbox(self, message: Any) -> None:
+        with self.lock:
+            self.send("handler", message)
+        self.record("inbox", message)
+
+    def under_the_lock(self, rounds: int) -> None:
+        for i in range(rounds):
+            with self.lock:
+                self.send("thread", i)
+
+    def finish(self) -> None:
+        self.done.wait(60)
+        with self.lock:
+            self.report.send(("done", {k: list(v) for k, v in self.got.items()}))
+        for port in (self.own, self.answers, self.inbox):
+            port.close()
+
+
+def locked_talker(job: tuple[SendPort[Any], SendPort[Any], int, int]) -> None:
+    """Inside a spawned isolate: port handlers that take a lock and send over every carrier
+    (this isolate's own port, the main isolate, another isolate, the object store), while
+    a thread of the isolate, holding that lock, sends over them too. Reports to ``report``
+    what each port got, once ``rounds`` messages from each have been answered."""
+    import threading
+
+    report, other, rounds, seed = job
+    talker = _LockedTalker(report, other, rounds, seed)
+    report.send(("inbox", talker.inbox.send_port))
+    threading.Thread(target=talker.under_the_lock, args=(rounds,), daemon=True).start()
+    threading.Thread(target=talker.finish, daemon=True).start()

@@ -92,6 +92,12 @@ def run(consumer: Callable[[int], object], message: int) -> None:
     consumer(message)
 
 
+def deliver(mailbox: Mailbox[int], messages: list[int]) -> None:
+    """What the receiver does: queue (under its lock), then hand over (outside it)."""
+    mailbox.put(messages)
+    mailbox.hand_over()
+
+
 def test_handlers_changed_from_another_thread_keep_order(
     loops: tuple[LoopThread, LoopThread],
 ) -> None:
@@ -116,7 +122,7 @@ def check_handlers(seed: int, consumer_loop: LoopThread, dispatch_loop: LoopThre
         sent = 0
         while sent < count:
             batch = list(range(sent, min(count, sent + rng.randint(1, 8))))
-            source.loop.call_soon_threadsafe(mailbox.put, batch)
+            source.loop.call_soon_threadsafe(deliver, mailbox, batch)
             sent += len(batch)
             if rng.random() < 0.3:
                 time.sleep(rng.random() / 5000)
@@ -161,7 +167,7 @@ def check_iterator(seed: int, dispatch_loop: LoopThread) -> None:
 
     def produce() -> None:
         for message in range(count):
-            dispatch_loop.loop.call_soon_threadsafe(mailbox.put, [message])
+            dispatch_loop.loop.call_soon_threadsafe(deliver, mailbox, [message])
             if rng.random() < 0.2:
                 time.sleep(rng.random() / 5000)
 
@@ -207,12 +213,12 @@ def test_a_consumer_that_delivers_on_its_own_loop_is_not_reentered() -> None:
         depth[1] = max(depth[1], depth[0])
         got.append(message)
         if message < 5:
-            mailbox.put([message + 10])  # arrives behind what is already queued
+            deliver(mailbox, [message + 10])  # arrives behind what is already queued
         depth[0] -= 1
 
     async def main() -> None:
         mailbox.bind(asyncio.get_running_loop())
-        mailbox.put([0, 1, 2])
+        deliver(mailbox, [0, 1, 2])
         await asyncio.sleep(0)
 
     mailbox: Mailbox[int] = Mailbox(lambda: handler, run)
@@ -237,11 +243,11 @@ def test_callbacks_set_inside_a_finished_loop_move_home(
 
     async def bind_here() -> None:
         mailbox.bind(asyncio.get_running_loop())
-        mailbox.put([0])
+        deliver(mailbox, [0])
         await asyncio.sleep(0)
 
     asyncio.run(bind_here())  # that loop is closed now
-    dispatch_loop.loop.call_soon_threadsafe(mailbox.put, [1, 2])
+    dispatch_loop.loop.call_soon_threadsafe(deliver, mailbox, [1, 2])
     assert arrived.wait(10)
     assert got == [0, 1, 2]
     assert mailbox.loop is home.loop

@@ -7,20 +7,21 @@ from typing import Any
 
 from rayisolates._capability import Capability
 from rayisolates._codec import INLINE
+from rayisolates._mailbox import Mailbox
 from rayisolates._porttable import PortTable
 from rayisolates._receiver import Receiver
 from rayisolates._wire import CONTROL_PORT, Item
 
 
 class Port:
+    """A port's mailbox, read at once (no loop is bound: what is put stays queued)."""
+
     def __init__(self) -> None:
-        self.got: list[Any] = []
+        self.mailbox: Mailbox[Any] = Mailbox(lambda: None, lambda consumer, message: None)
 
-    def _deliver(self, messages: list[Any]) -> None:
-        self.got.extend(messages)
-
-    def _queued(self) -> int:
-        return 0
+    @property
+    def got(self) -> list[Any]:
+        return list(self.mailbox._queue)
 
 
 def inline(port_id: int, value: Any) -> Item:
@@ -30,7 +31,7 @@ def inline(port_id: int, value: Any) -> Item:
 def make(on_control: Any = None) -> tuple[Receiver, Port, int, list[BaseException]]:
     ports = PortTable()
     port = Port()
-    port_id = ports.open(port, keep_alive=True)
+    port_id = ports.open(port.mailbox, keep_alive=True)
     errors: list[BaseException] = []
     loop = asyncio.new_event_loop()
     return Receiver(ports, loop, errors.append, on_control), port, port_id, errors
