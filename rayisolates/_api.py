@@ -6,8 +6,8 @@ from typing import Any
 
 import ray
 
-from ._connection import connect, disconnect
-from ._context import current
+from ._context.connection import connect, disconnect
+from ._context.context import current
 
 __all__ = ["init", "shutdown"]
 

@@ -11,7 +11,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from ._errors import from_ray
-from ._stored import remember
+from ._transport.stored import remember
 
 __all__ = ["IsolateFuture"]
 

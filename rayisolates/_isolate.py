@@ -7,14 +7,14 @@ from typing import Any, ClassVar, NoReturn, TypeVar, overload
 
 from . import _run, _spawn, _stream
 from ._capability import Capability
-from ._codec import encode
-from ._context import current
+from ._context.context import current
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._ports import ReceivePort
 from ._sendport import SendPort
 from ._stream import IsolateStream
-from ._wire import (
+from ._transport.codec import encode
+from ._transport.wire import (
     CONTROL_PORT,
     AddErrorListener,
     AddExitListener,

@@ -45,18 +45,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-from ._codec import encode, open_encoded, open_encoded_async
-from ._context import current
+from ._context.context import current
+from ._context.figures import register_pool, unregister_pool
 from ._errors import RemoteError
-from ._figures import register_pool, unregister_pool
 from ._future import IsolateFuture
 from ._isolate import Isolate
 from ._ports import RawReceivePort, ReceivePort
-from ._rpc import later
 from ._run import _portable
 from ._sendport import SendPort
 from ._stream import IsolateStream, check_stream_call, encode_task, produce
-from ._wire import Encoded
+from ._transport.codec import encode, open_encoded, open_encoded_async
+from ._transport.rpc import later
+from ._transport.wire import Encoded
 
 __all__ = ["IsolatePool", "PoolMap"]
 

@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
-from ._context import current
-from ._mailbox import Mailbox
+from ._context.context import current
 from ._sendport import SendPort
+from ._transport.mailbox import Mailbox
 
 if TYPE_CHECKING:
     from types import TracebackType

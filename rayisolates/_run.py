@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 import ray
 from ray import cloudpickle
 
-from ._connection import ensure_started
-from ._context import peek
+from ._context.connection import ensure_started
+from ._context.context import peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._options import TASK_OPTIONS, check_options
-from ._sendable import unsendable_call
+from ._transport.sendable import unsendable_call
 
 __all__ = ["compute", "run"]
 

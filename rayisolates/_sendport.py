@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ._context import current
+from ._context.context import current
 
 __all__ = ["SendPort"]
 

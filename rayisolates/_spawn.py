@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from ray import cloudpickle
 
-from ._codec import encode
-from ._context import current
+from ._context.context import current
 from ._errors import IsolateSpawnException
 from ._future import IsolateFuture
 from ._options import ACTOR_OPTIONS, check_options
-from ._rpc import call, fire
 from ._sendport import SendPort
-from ._wire import Encoded, KillNow, SpawnRequest, new_id
+from ._transport.codec import encode
+from ._transport.rpc import call, fire
+from ._transport.wire import Encoded, KillNow, SpawnRequest, new_id
 
 if TYPE_CHECKING:
     from ._isolate import Isolate

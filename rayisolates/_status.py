@@ -19,8 +19,8 @@ from typing import Any
 
 import ray
 
-from ._supervisor import STATUS_SECONDS
-from ._wire import SUPERVISOR_NAMESPACE, supervisor_name
+from ._runtime.supervisor import STATUS_SECONDS
+from ._transport.wire import SUPERVISOR_NAMESPACE, supervisor_name
 
 __all__ = ["collect", "render", "status"]
 

@@ -41,16 +41,16 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._codec import encode, open_encoded, open_encoded_async
-from ._context import current
+from ._context.context import current
 from ._errors import RemoteError
 from ._ports import RawReceivePort, ReceivePort
-from ._rpc import later
 from ._run import _portable
-from ._sendable import unsendable_call
 from ._sendport import SendPort
 from ._spawn import spawn
-from ._wire import Encoded
+from ._transport.codec import encode, open_encoded, open_encoded_async
+from ._transport.rpc import later
+from ._transport.sendable import unsendable_call
+from ._transport.wire import Encoded
 
 __all__ = [
     "IsolateStream",

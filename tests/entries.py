@@ -179,7 +179,7 @@ def busy_with_progress(job: tuple[SendPort[Any], str]) -> None:
 
 async def array_inspector(job: tuple[SendPort[Any], SendPort[Any] | None]) -> None:
     """Receive one array; report where and how it arrived; pass it on if asked."""
-    from rayisolates._stored import recall
+    from rayisolates._transport.stored import recall
 
     from .support import in_object_store
 
@@ -226,7 +226,7 @@ async def cutting_relay(reply: SendPort[Any]) -> None:
     ``("a", i)`` to ``reply`` and ``i`` to the partner; ``"cut"`` closes this
     isolate's direct channels (every one, both ways), as a broken socket would.
     """
-    from rayisolates._context import current
+    from rayisolates._context.context import current
 
     port: ReceivePort[Any] = ReceivePort("cutting-relay")
     reply.send(port.send_port)
@@ -244,7 +244,7 @@ async def cutting_relay(reply: SendPort[Any]) -> None:
 
 def direct_sockets() -> list[str]:
     """The sockets in this node's direct-channel folder (isolate ids)."""
-    from rayisolates._direct import direct_folder
+    from rayisolates._transport.direct import direct_folder
 
     folder = direct_folder(ray.get_runtime_context().get_node_id())
     return sorted(path.stem for path in folder.glob("*.sock")) if folder else []

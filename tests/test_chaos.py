@@ -21,7 +21,7 @@ import pytest
 import ray
 
 from rayisolates import Isolate, ReceivePort, SendPort
-from rayisolates._context import current
+from rayisolates._context.context import current
 
 from . import chaos_entries
 from .support import resident_megabytes, run

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from rayisolates import Isolate, ReceivePort, SendPort
-from rayisolates._connection import direct_channels
-from rayisolates._context import current
+from rayisolates._context.connection import direct_channels
+from rayisolates._context.context import current
 
 from . import entries
 from .support import run, run_python

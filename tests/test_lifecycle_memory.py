@@ -11,8 +11,8 @@ import pytest
 import ray
 
 from rayisolates import Isolate, ReceivePort
-from rayisolates._context import current
-from rayisolates._main import MainRuntime
+from rayisolates._context.context import current
+from rayisolates._runtime.main import MainRuntime
 
 from . import entries
 from .support import resident_megabytes, run

@@ -18,7 +18,7 @@ NOISY = """
 import asyncio, os, time
 import rayisolates
 from rayisolates import Isolate, ReceivePort
-from rayisolates import _quiet
+from rayisolates._context import quiet as _quiet
 
 def hello(reply):
     print("hello from an isolate", flush=True)

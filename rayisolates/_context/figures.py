@@ -1,0 +1,62 @@
+"""What an isolate can say about itself: its counters, and the pools that live in it.
+
+Read by ``rayisolates status`` (through the supervisor) and by the metrics
+exporter. Reading takes no lock that sending or receiving holds for long: the
+counters are plain ints kept by the sender and the receiver, and the queued
+figure sums lengths of deques.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .porttable import PortTable
+    from .receiver import Receiver
+    from .sender import Sender
+
+__all__ = ["isolate_figures", "live_pools", "register_pool", "unregister_pool"]
+
+
+def isolate_figures(ports: PortTable, receiver: Receiver, sender: Sender) -> dict[str, int]:
+    """``open_ports``; ``sent`` and ``received`` messages since the isolate started;
+    ``queued``: received and not yet handled (held by a pause, or waiting in a port)."""
+    held = receiver.held()
+    return {
+        "open_ports": len(ports),
+        "sent": sender.sent_messages,
+        "received": receiver.received_messages + held,
+        "queued": held + ports.queued(),
+    }
+
+
+class _Pool(Protocol):
+    @property
+    def debug_name(self) -> str: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+_pools_lock = threading.Lock()
+
+
+def register_pool(pool: _Pool) -> None:
+    """Count ``pool`` among this process's pools while it is alive and open."""
+    with _pools_lock:
+        _pools.add(pool)
+
+
+def unregister_pool(pool: _Pool) -> None:
+    """``pool`` has closed."""
+    with _pools_lock:
+        _pools.discard(pool)
+
+
+def live_pools() -> list[dict[str, Any]]:
+    """The name and stats of every open pool in this process."""
+    with _pools_lock:
+        pools: list[_Pool] = list(_pools)
+    return [{"name": pool.debug_name, **pool.stats()} for pool in pools]

@@ -1,0 +1,257 @@
+"""The main isolate: the driver process, and the factory of every process's default context.
+
+A Ray driver cannot be called by actors, so the main isolate receives in
+two ways, both driven from here:
+
+- from spawned isolates, over the link of ``_mainlink``: a poll kept
+  pending on each isolate that talks to the main isolate, and the replies
+  to the driver's own ``deliver_from_main`` calls;
+- from anything else (``Isolate.run`` computations, the supervisor's exit
+  notices, control records for the main isolate), through the supervisor,
+  which queues it until the driver's relay pump takes it.
+
+Both feed one receiver, which keeps each sender's messages in order. The
+driver's loop runs on a background thread, so ports work from plain scripts
+and from ``asyncio.run(main())`` alike.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from .._capability import Capability
+from .._context.connection import direct_channels, settings
+from .._context.context import Context
+from .._context.controls import ControlActions, Errors
+from .._context.figures import isolate_figures, live_pools
+from .._context.loop import BackgroundLoop
+from .._context.metrics import MetricsExport
+from .._context.porttable import PortTable
+from .._context.receiver import Receiver
+from .._context.sender import Sender
+from .._transport.direct import Endpoint, direct_first, direct_folder, sweep
+from .._transport.local import LocalChannel
+from .._transport.mainlink import DriverLinks
+from .._transport.outbox import Outbox
+from .._transport.rpc import RETRY, acall, fire, outcome, transmit_controls, when_done
+from .._transport.wire import (
+    DIRECT_SENDER,
+    SUPERVISOR_NAMESPACE,
+    Ended,
+    Item,
+    PollMe,
+    StatusAsked,
+    new_id,
+    sender_isolate,
+    supervisor_name,
+)
+from .supervisor import Supervisor
+from .worker import start_worker_context
+
+if TYPE_CHECKING:
+    from .._isolate import Isolate
+    from .._sendport import SendPort
+
+__all__ = ["MainRuntime", "start_context"]
+
+_SHUTDOWN_GRACE_SECONDS = 10.0
+_REMEMBERED_ENDINGS = 4096  # ended isolates whose late duplicates are recognized and dropped
+
+
+class MainRuntime:
+    """The driver's isolate: its supervisor, background loop, links and relay pump."""
+
+    def __init__(self) -> None:
+        runtime = ray.get_runtime_context()
+        self.main_id = new_id("main")
+        self._background = BackgroundLoop("rayisolates-main")
+        self.loop = self._background.loop
+        self._ended: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_ENDINGS)
+        self._ended_set: set[str] = set()
+        self.ports = PortTable()
+        self.errors = Errors(lambda: "main", self._send_encoded)
+        self.receiver = Receiver(self.ports, self.loop, self.errors.uncaught, self._on_control)
+        folder = direct_folder(runtime.get_node_id()) if direct_channels() else None
+        if folder is not None:
+            sweep(folder)  # sockets of isolates killed earlier (with their actors)
+        self.endpoint = (
+            None if folder is None else Endpoint(folder, self.main_id, self._accept_from_isolate)
+        )
+        self.supervisor = (
+            ray.remote(Supervisor)
+            .options(
+                name=supervisor_name(runtime.get_job_id()),
+                namespace=SUPERVISOR_NAMESPACE,
+                num_cpus=0,
+                max_restarts=0,
+                max_concurrency=100_000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    runtime.get_node_id(), soft=False
+                ),
+            )
+            .remote(self.main_id, settings["isolate_pool"], self.endpoint is not None)
+        )
+        self.links = DriverLinks(
+            received=self.receiver.received,
+            accept=self._accept_from_isolate,
+            poll=lambda route, ack, resend_from: fire(route.poll, ack, resend_from),
+            ended=self._isolate_ended,
+        )
+        self.sender = Sender(
+            self.main_id,
+            Outbox(
+                self.main_id,
+                self._deliver_to_isolate
+                if self.endpoint is None
+                else direct_first(self.endpoint, self._deliver_to_isolate),
+            ),
+            Outbox(self.main_id, transmit_controls),
+            supervisor=lambda: self.supervisor,
+            local=LocalChannel(self.main_id, self.loop, self.receiver.accept),
+            apply_locally=self._on_control,
+        )
+        self.actions = ControlActions(
+            pause_capability=Capability(),
+            terminate_capability=Capability(),
+            receiver=self.receiver,
+            errors=self.errors,
+            send=self._send_encoded,
+            kill=_thread.interrupt_main,  # as Ctrl-C would
+        )
+        self._pump = self._background.submit(self._relay_pump())
+        self._metrics = MetricsExport(
+            lambda: isolate_figures(self.ports, self.receiver, self.sender), "main", self.main_id
+        )
+
+    def context(self) -> Context:
+        """The main isolate's context."""
+        return Context(
+            self.main_id,
+            self.supervisor,
+            self.loop,
+            self.sender,
+            self.errors,
+            self,
+            debug_name="main",
+            ports=self.ports,
+            receiver=self.receiver,
+            actions=self.actions,
+        )
+
+    def _send_encoded(self, port: SendPort[Any], encoded: Any) -> None:
+        self.sender.send(port, encoded)
+
+    # Receiving ----------------------------------------------------------------------
+
+    def _accept_from_isolate(self, sender: str, seq: int, items: list[Item]) -> None:
+        """A batch from a spawned isolate: polled, carried in a reply, or sent directly."""
+        if sender_isolate(sender) not in self._ended_set:  # a late copy: it has ended
+            self.receiver.accept(sender, seq, items)
+
+    async def _relay_pump(self) -> None:
+        """Take what the supervisor relays, in order; batches with objects are fetched first."""
+        position = 0
+        while True:
+            batches, position_after = await acall(self.supervisor.take, position)
+            for sender, seq, items in batches:
+                await self.receiver.deliver(sender, seq, items)
+            position = position_after
+
+    def _on_control(self, record: Any) -> None:
+        """A control record for the main isolate (from the relay, or from itself)."""
+        if isinstance(record, PollMe):
+            self.links.watch(record.isolate_id, record.route)
+        elif isinstance(record, Ended):
+            self.receiver.forget(f"{record.isolate_id}{DIRECT_SENDER}")
+            if self.endpoint is not None:
+                self.endpoint.forget(record.isolate_id)
+        elif isinstance(record, StatusAsked):
+            fire(self.supervisor.driver_status, record.request_id, self.status())
+        else:
+            self.loop.call_soon_threadsafe(self.actions.apply, record)
+
+    def _isolate_ended(self, isolate_id: str) -> None:
+        """An isolate has ended and handed everything over: forget it."""
+        if len(self._ended) == self._ended.maxlen:
+            self._ended_set.discard(self._ended[0])
+        self._ended.append(isolate_id)
+        self._ended_set.add(isolate_id)
+        for sender in (isolate_id, f"{isolate_id}/control"):
+            self.receiver.forget(sender)  # its direct sequence: when the supervisor says Ended
+        self.sender.outbox.forget(isolate_id)
+        self.sender.controls.forget(isolate_id)
+
+    # Sending --------------------------------------------------------------------------
+
+    def _deliver_to_isolate(
+        self, destination: str, route: Any, sender: str, seq: int, batch: list[Any]
+    ) -> concurrent.futures.Future[Any]:
+        """A batch to an isolate: its reply brings back what the isolate answered meanwhile."""
+        self.links.watch(destination, route)
+        ack, resend_from = self.links.arguments(destination)
+        future = fire(route.deliver_from_main, sender, seq, batch, ack, resend_from)
+
+        def replied(done: concurrent.futures.Future[Any]) -> None:
+            error = None if done.cancelled() else done.exception()
+            if error is None:
+                self.links.answered(destination, done.result())
+            elif outcome(error) == RETRY:
+                self.links.failed(destination)
+
+        when_done(future, replied)
+        return future
+
+    # The runtime -------------------------------------------------------------------------
+
+    def exit(self, port: SendPort[Any] | None, message: Any) -> NoReturn:
+        raise RuntimeError(
+            "Isolate.exit() ends an isolate started with Isolate.spawn; the main isolate "
+            "ends by returning (or sys.exit)"
+        )
+
+    def spawned(self, isolate: Isolate) -> None:
+        """An isolate this process spawned: poll it from the start."""
+        port = isolate.control_port
+        self.links.watch(port.isolate_id, port.route)
+
+    def consumer_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio._get_running_loop() or self.loop
+
+    def status(self) -> dict[str, Any]:
+        """The main isolate's figures and this process's pools, for ``rayisolates status``."""
+        return {
+            "main_id": self.main_id,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            **isolate_figures(self.ports, self.receiver, self.sender),
+            "pools": live_pools(),
+        }
+
+    def close(self) -> None:
+        """Deliver what is still queued, then end the supervisor and with it every isolate."""
+        with contextlib.suppress(Exception):
+            self._background.submit(
+                asyncio.wait_for(self.sender.drain(), _SHUTDOWN_GRACE_SECONDS)
+            ).result(_SHUTDOWN_GRACE_SECONDS + 1)
+        self._pump.cancel()
+        self._metrics.stop()
+        if self.endpoint is not None:
+            self.endpoint.close()
+        self._background.stop()
+        ray.kill(self.supervisor, no_restart=True)
+
+
+def start_context() -> Context:
+    """This process's default context: the main isolate in a driver, else a send-only one."""
+    if ray._private.worker.global_worker.mode == ray.SCRIPT_MODE:
+        return MainRuntime().context()
+    return start_worker_context()

@@ -1,0 +1,64 @@
+"""A Ray worker that is not an isolate (an ``Isolate.run`` computation): it can only send."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .._context.context import Context, find_supervisor
+from .._context.controls import Errors
+from .._context.loop import BackgroundLoop
+from .._context.sender import Sender
+from .._transport.outbox import Outbox
+from .._transport.rpc import transmit_batch, transmit_controls
+from .._transport.wire import new_id
+
+if TYPE_CHECKING:
+    from .._isolate import Isolate
+    from .._sendport import SendPort
+
+__all__ = ["WorkerRuntime", "start_worker_context"]
+
+
+class WorkerRuntime:
+    """Sends from a background loop of its own; receives nothing."""
+
+    def __init__(self) -> None:
+        self._background = BackgroundLoop("rayisolates-sender")
+        self.loop = self._background.loop
+
+    def exit(self, port: SendPort[Any] | None, message: Any) -> NoReturn:
+        raise RuntimeError(
+            "Isolate.exit() ends an isolate started with Isolate.spawn; an Isolate.run "
+            "computation ends by returning"
+        )
+
+    def spawned(self, isolate: Isolate) -> None:
+        pass
+
+    def consumer_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio._get_running_loop() or self.loop
+
+    def close(self) -> None:
+        self._background.stop()
+
+
+def start_worker_context() -> Context:
+    """The context of a Ray worker that is not an isolate host."""
+    worker_id = new_id("worker")
+    runtime = WorkerRuntime()
+    supervisor: list[Any] = []
+
+    def find() -> Any:
+        if not supervisor:
+            supervisor.append(find_supervisor())
+        return supervisor[0]
+
+    sender = Sender(
+        worker_id,
+        Outbox(worker_id, transmit_batch),
+        Outbox(worker_id, transmit_controls),
+        supervisor=find,
+    )
+    errors = Errors(lambda: worker_id, sender.send)
+    return Context(worker_id, None, runtime.loop, sender, errors, runtime)

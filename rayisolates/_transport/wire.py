@@ -1,0 +1,319 @@
+"""The wire protocol: every id, shape and record that crosses between processes.
+
+Ids
+    ``main-<hex>`` the main isolate (a driver), ``isolate-<hex>`` a spawned
+    isolate (a host actor), ``worker-<hex>`` any other Ray worker that sends
+    (an ``Isolate.run`` computation). A sender id names one sequence space
+    per destination.
+
+Messages
+    An :data:`Item` is one encoded message for one port: ``(port_id, kind,
+    payload, refs)`` (kinds in ``_codec``). A :data:`Batch` is ``(seq,
+    items)``: batch ``seq`` of one sender to one destination. Senders number
+    their batches 0, 1, 2, ... per destination; receivers put them back in
+    order and drop what they have seen (``_inbox``), so a batch may be sent
+    again after a failed call and still arrive once.
+
+Control records
+    Small frozen records, one per control action, sent in order per sender
+    and destination like batches (in their own sequence). :data:`RUNS_ON`
+    says where each one acts. Exit-listener changes and kills of a spawned
+    isolate all travel to the supervisor (which forwards kills), so that
+    from one sender they act in the order sent: a listener removed before
+    a kill stays silent.
+
+The link to the main isolate
+    :class:`LinkAnswer` is what a spawned isolate hands the driver in answer
+    to its poll or in the reply to its deliver (see ``_mainlink``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._capability import Capability
+
+if TYPE_CHECKING:
+    from .._sendport import SendPort
+
+__all__ = [
+    "CONTROL_PORT",
+    "DIRECT_SENDER",
+    "ENDED",
+    "LOOP",
+    "MAIN",
+    "RUNS_ON",
+    "SUPERVISOR",
+    "SUPERVISOR_NAMESPACE",
+    "AddErrorListener",
+    "AddExitListener",
+    "Batch",
+    "Control",
+    "Ended",
+    "Item",
+    "Kill",
+    "KillNow",
+    "LinkAnswer",
+    "Pause",
+    "Ping",
+    "PollMe",
+    "RemoveErrorListener",
+    "RemoveExitListener",
+    "Resume",
+    "SetErrorsFatal",
+    "SpawnRequest",
+    "StatusAsked",
+    "is_main",
+    "is_spawned",
+    "new_id",
+    "runs_on",
+    "sender_isolate",
+    "supervisor_name",
+]
+
+CONTROL_PORT = 0  # the port id of every isolate's control port
+SUPERVISOR = "supervisor"  # the destination key of control records for the supervisor
+
+# One message for one port: (port_id, kind, payload, refs); see _codec.
+Item = tuple[int, int, Any, list[Any] | None]
+# Batch ``seq`` of one sender to one destination.
+Batch = tuple[int, list[Item]]
+# A message as encoded by _codec.encode, before it has a port: (kind, payload, refs).
+Encoded = tuple[int, Any, list[Any] | None]
+
+
+# The sender id of what a spawned isolate sends the main isolate directly (not
+# over the link): "<isolate id>/direct", a sequence of its own.
+DIRECT_SENDER = "/direct"
+
+
+def sender_isolate(sender: str) -> str:
+    """The isolate behind a sender id (``"<isolate id>/direct"``, ``".../control"``)."""
+    return sender.partition("/")[0]
+
+
+# The Ray namespace of every driver's supervisor (a driver's own namespace is
+# anonymous): where ``rayisolates status`` finds them.
+SUPERVISOR_NAMESPACE = "rayisolates"
+
+
+def supervisor_name(job_id: str) -> str:
+    """The supervisor's Ray actor name: one per job, so any worker of the job finds it."""
+    return f"rayisolates-supervisor-{job_id}"
+
+
+def new_id(kind: str) -> str:
+    """A fresh id: ``"main-..."``, ``"isolate-..."`` or ``"worker-..."``."""
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def is_main(isolate_id: str) -> bool:
+    """Whether ``isolate_id`` names a main isolate (a driver)."""
+    return isolate_id.startswith("main-")
+
+
+def is_spawned(isolate_id: str) -> bool:
+    """Whether ``isolate_id`` names a spawned isolate (a host actor)."""
+    return isolate_id.startswith("isolate-")
+
+
+# Control records ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """End isolate ``isolate_id`` once the event it handles returns (``BEFORE_NEXT_EVENT``)."""
+
+    isolate_id: str
+    capability: Capability
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Hold port messages until ``resume`` is lifted."""
+
+    capability: Capability
+    resume: Capability
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Lift the pause made with ``resume``."""
+
+    capability: Capability
+    resume: Capability
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Send ``response`` (encoded) to ``port``; ``immediate`` answers even while busy."""
+
+    port: SendPort[Any]
+    response: Encoded
+    immediate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AddErrorListener:
+    """Send each uncaught error to ``port``."""
+
+    port: SendPort[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveErrorListener:
+    """Stop sending uncaught errors to ``port``."""
+
+    port: SendPort[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SetErrorsFatal:
+    """Whether an uncaught error ends the isolate."""
+
+    capability: Capability
+    fatal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AddExitListener:
+    """Send ``response`` (encoded) to ``port`` once isolate ``isolate_id`` ends."""
+
+    isolate_id: str
+    port: SendPort[Any]
+    response: Encoded
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveExitListener:
+    """Forget the exit listener ``port`` of isolate ``isolate_id``."""
+
+    isolate_id: str
+    port: SendPort[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class KillNow:
+    """End isolate ``isolate_id``'s process at once (``IMMEDIATE``)."""
+
+    isolate_id: str
+    capability: Capability
+
+
+@dataclass(frozen=True, slots=True)
+class PollMe:
+    """To the main isolate: isolate ``isolate_id`` has messages for it; poll ``route``."""
+
+    isolate_id: str
+    route: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """To the main isolate: isolate ``isolate_id`` has ended; nothing it sent is still relayed.
+
+    The supervisor relays it after everything the isolate handed it, so the
+    driver can forget the isolate's direct sequence then, and not before.
+    """
+
+    isolate_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAsked:
+    """To the main isolate: ``rayisolates status`` asks for its figures and pools; the
+    driver answers the supervisor's ``driver_status(request_id, ...)``."""
+
+    request_id: str
+
+
+Control = (
+    Kill
+    | Pause
+    | Resume
+    | Ping
+    | AddErrorListener
+    | RemoveErrorListener
+    | SetErrorsFatal
+    | AddExitListener
+    | RemoveExitListener
+    | KillNow
+    | PollMe
+    | Ended
+    | StatusAsked
+)
+
+# Where each control record acts.
+LOOP = "the isolate's event loop, between events"
+CONTROL_THREAD = "the host actor's control thread, at once, even while the loop is busy"
+SUPERVISOR_ACTOR = "the supervisor, which outlives every isolate"
+MAIN = "the main isolate (queued for the driver by the supervisor)"
+RUNS_ON: dict[type, str] = {
+    Kill: LOOP,
+    Pause: LOOP,
+    Resume: LOOP,
+    Ping: LOOP,  # or CONTROL_THREAD when ``immediate``: see runs_on()
+    AddErrorListener: LOOP,
+    RemoveErrorListener: LOOP,
+    SetErrorsFatal: LOOP,
+    AddExitListener: SUPERVISOR_ACTOR,
+    RemoveExitListener: SUPERVISOR_ACTOR,
+    KillNow: SUPERVISOR_ACTOR,
+    PollMe: MAIN,
+    Ended: MAIN,
+    StatusAsked: MAIN,
+}
+
+
+def runs_on(record: Control) -> str:
+    """Where ``record`` acts: one of the constants in :data:`RUNS_ON`."""
+    if isinstance(record, Ping) and record.immediate:
+        return CONTROL_THREAD
+    return RUNS_ON[type(record)]
+
+
+# The link to the main isolate ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAnswer:
+    """What a spawned isolate hands the driver: batches for the main isolate.
+
+    Attributes:
+        batches: Batches not handed over before (or again, when asked to resend).
+        ending: The isolate is ending: acknowledge promptly.
+        ended: Everything was acknowledged and the isolate ends: stop polling.
+    """
+
+    batches: tuple[Batch, ...] = ()
+    ending: bool = False
+    ended: bool = False
+
+
+ENDED = LinkAnswer(ended=True)
+
+
+# Spawning -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """Everything a new isolate needs, already encoded by the spawner.
+
+    ``spawn_id`` makes a request idempotent: the supervisor starts one
+    isolate per id however often the call is retried.
+    """
+
+    spawn_id: str
+    entry: bytes | None  # cloudpickled entry point (spawn), or None (spawn_uri)
+    uri: str | None  # "package.module:function" or an absolute path to a .py file
+    args: list[str] | None  # spawn_uri's args
+    message: Encoded
+    paused: bool
+    errors_are_fatal: bool
+    on_exit: SendPort[Any] | None
+    on_error: SendPort[Any] | None
+    debug_name: str | None
+    options: dict[str, Any]

@@ -1,0 +1,345 @@
+"""Direct channels: batches over Unix sockets, acknowledged; a broken channel falls back."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rayisolates._transport.direct import (
+    Endpoint,
+    Fallback,
+    direct_first,
+    direct_folder,
+    portable,
+    sweep,
+)
+from rayisolates._transport.inbox import Inbox
+from rayisolates._transport.outbox import Outbox
+from rayisolates._transport.rpc import when_done
+
+pytestmark = pytest.mark.timeout(60)
+
+NODE = "0123456789abcdef0123"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    found = direct_folder(NODE, base=str(tmp_path))
+    assert found is not None
+    return found
+
+
+class Received:
+    """What an endpoint's ``on_batch`` got, thread-safe, with a way to hold it back."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int, list[Any]]] = []
+        self.lock = threading.Lock()
+        self.open = threading.Event()
+        self.open.set()
+        self.arrived = threading.Event()
+
+    def __call__(self, sender: str, seq: int, items: list[Any]) -> None:
+        self.arrived.set()
+        self.open.wait()
+        with self.lock:
+            self.batches.append((sender, seq, items))
+
+
+def item(value: Any) -> tuple[int, int, Any, None]:
+    return (1, 0, value, None)  # port 1, INLINE
+
+
+def done_now(result: Any = "over ray") -> concurrent.futures.Future[Any]:
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_result(result)
+    return future
+
+
+@pytest.fixture
+def endpoints(folder: Path) -> Iterator[tuple[Endpoint, Endpoint, Received]]:
+    received = Received()
+    sender, receiver = Endpoint(folder, "a"), Endpoint(folder, "b", received)
+    yield sender, receiver, received
+    received.open.set()
+    sender.close()
+    receiver.close()
+
+
+def test_batches_arrive_in_order_and_are_acknowledged(
+    endpoints: tuple[Endpoint, Endpoint, Received],
+) -> None:
+    sender, _, received = endpoints
+    futures = [
+        sender.send("b", "a", seq, [item(seq)], lambda: pytest.fail("no fallback"))
+        for seq in range(200)
+    ]
+    assert all(future is not None for future in futures)
+    for future in futures:
+        assert future is not None and future.result(10) is None
+    assert received.batches == [("a", seq, [item(seq)]) for seq in range(200)]
+
+
+def test_a_destination_elsewhere_gets_nothing_directly(folder: Path) -> None:
+    sender = Endpoint(folder, "a")
+    try:
+        assert sender.send("elsewhere", "a", 0, [item(0)], done_now) is None
+        assert not sender.reachable("elsewhere")
+    finally:
+        sender.close()
+
+
+def test_a_broken_channel_sends_what_was_not_acknowledged_over_ray(
+    endpoints: tuple[Endpoint, Endpoint, Received],
+) -> None:
+    sender, receiver, received = endpoints
+    assert sender.send("b", "a", 0, [item(0)], done_now) is not None
+    assert received.arrived.wait(10)
+    received.open.clear()  # the receiver takes batch 1, then hangs before acknowledging
+    received.arrived.clear()
+    fallbacks: list[int] = []
+
+    def over_ray(seq: int) -> Fallback:
+        def fallback() -> concurrent.futures.Future[Any]:
+            fallbacks.append(seq)
+            return done_now()
+
+        return fallback
+
+    held = [sender.send("b", "a", seq, [item(seq)], over_ray(seq)) for seq in (1, 2)]
+    assert received.arrived.wait(10)  # batch 1 is in the receiver's hands, unacknowledged
+    receiver.close()  # its socket closes under the waiting batches
+    for future in held:
+        assert future is not None and future.result(10) == "over ray"
+    assert sorted(fallbacks) == [1, 2]
+    assert sender.send("b", "a", 3, [item(3)], done_now) is None  # Ray from now on
+
+
+def test_large_batches_both_ways_at_once_do_not_block(folder: Path) -> None:
+    got_a, got_b = Received(), Received()
+    a, b = Endpoint(folder, "a", got_a), Endpoint(folder, "b", got_b)
+    big = [item(os.urandom(256 * 1024)) for _ in range(4)]  # 1 MB a batch
+    try:
+
+        def burst(me: Endpoint, me_id: str, other: str) -> list[Any]:
+            return [me.send(other, me_id, seq, big, done_now) for seq in range(30)]
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(burst, a, "a", "b"), pool.submit(burst, b, "b", "a")]
+            for run in runs:
+                for future in run.result(30):
+                    assert future is not None and future.result(30) is None
+        assert len(got_a.batches) == len(got_b.batches) == 30
+        assert got_b.batches[7] == ("a", 7, big)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_socket_nobody_listens_on_is_removed(folder: Path) -> None:
+    stale = folder / "gone.sock"
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(stale))  # bound, never listening: what a killed process leaves
+    left.close()
+    sender = Endpoint(folder, "a")
+    try:
+        assert sender.send("gone", "a", 0, [item(0)], done_now) is None
+        assert not stale.exists()
+    finally:
+        sender.close()
+
+
+def test_only_batches_without_ray_objects_are_portable() -> None:
+    assert portable([(1, 0, 5, None), (1, 1, b"pickle", [])])
+    assert not portable([(1, 1, b"pickle", ["an actor handle"])])
+    assert not portable([(1, 0, 5, None), (1, 2, "an object ref", None)])
+
+
+def test_a_folder_others_can_enter_is_not_used(tmp_path: Path) -> None:
+    root = tmp_path / f"rayisolates-{os.getuid()}"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    assert direct_folder(NODE, base=str(tmp_path)) is None
+
+
+def test_the_folder_is_private(folder: Path) -> None:
+    for path in (folder, folder.parent):
+        assert path.stat().st_mode & 0o777 == 0o700
+        assert path.stat().st_uid == os.getuid()
+
+
+INTRUDER = """
+import os, socket, struct, sys, pickle
+os.setgid(65534); os.setuid(65534)
+path = sys.argv[1]
+try:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+except PermissionError:
+    print("REFUSED AT THE FOLDER")
+    sys.exit(0)
+body = pickle.dumps(("intruder", 0, [(1, 0, "injected", None)]))
+try:
+    sock.sendall(struct.pack("!I", len(body)) + body)
+    print("CLOSED" if sock.recv(100) == b"" else "ACKNOWLEDGED")
+except OSError:
+    print("CLOSED")
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+@pytest.mark.parametrize("opened", [False, True], ids=["private folder", "folder opened"])
+def test_another_user_cannot_inject_messages(opened: bool) -> None:
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # other users may pass through /tmp/...
+    base.chmod(0o755)
+    folder = direct_folder(NODE, base=str(base))
+    assert folder is not None
+    received = Received()
+    receiver = Endpoint(folder, "b", received)
+    if opened:  # even with the folder and socket opened to all, the peer's uid is checked
+        for path in (folder.parent, folder, folder / "b.sock"):
+            path.chmod(0o777)
+    answer = subprocess.run(
+        [sys.executable, "-c", INTRUDER, str(folder / "b.sock")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    receiver.close()
+    shutil.rmtree(base)
+    assert answer == ("CLOSED" if opened else "REFUSED AT THE FOLDER")
+    assert received.batches == []
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("DIRECT_SEEDS", "30"))))
+def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) -> None:
+    """Outboxes over direct channels, with channels broken at random and a slow, lossy "Ray".
+
+    The fallback path delivers after a random delay and sometimes twice (as a
+    repeated call would); the receiver's inbox must still see every
+    sender's messages once, in order.
+    """
+    rng = random.Random(seed)
+    dispatched: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def dispatch(batch: list[tuple[str, int]]) -> None:
+        for sender, value in batch:
+            dispatched.setdefault(sender, []).append(value)
+
+    inbox: Inbox[tuple[str, int]] = Inbox(dispatch)
+
+    slowness = random.Random(seed + 1000)  # for the receiver's thread
+
+    def take(sender: str, seq: int, items: list[Any]) -> None:
+        if slowness.random() < 0.2:  # batches stay unacknowledged for a while
+            time.sleep(0.002)
+        with lock:
+            inbox.receive(sender, seq, [(sender, value) for _, _, value, _ in items])
+
+    receivers = [Endpoint(folder, "b", take)]
+    slow_ray = concurrent.futures.ThreadPoolExecutor(4)
+
+    def over_ray(
+        destination: str, route: Any, sender: str, seq: int, batch: list[Any]
+    ) -> concurrent.futures.Future[Any]:
+        delay, twice = rng.random() * 0.005, rng.random() < 0.3
+
+        def deliver() -> None:
+            time.sleep(delay)
+            for _ in range(2 if twice else 1):
+                take(sender, seq, batch)
+
+        return slow_ray.submit(deliver)
+
+    senders = [Endpoint(folder, f"a{i}") for i in range(3)]
+    outboxes: list[Outbox[Any]] = [
+        Outbox(f"a{i}", direct_first(endpoint, over_ray), on_done=when_done)
+        for i, endpoint in enumerate(senders)
+    ]
+    count = 400
+    try:
+        for value in range(count):
+            i = rng.randrange(3)
+            outboxes[i].add("b", None, item(value))
+            if rng.random() < 0.03:
+                senders[i].forget("b")  # the sender drops the channel; the next batch reconnects
+            if rng.random() < 0.01:  # the receiving side drops every channel, unread frames too
+                receivers[-1].close()
+                receivers.append(Endpoint(folder, "b", take))
+
+        async def drained() -> None:
+            await asyncio.gather(*(outbox.drain() for outbox in outboxes))
+
+        asyncio.run(asyncio.wait_for(drained(), 30))  # every batch delivered or acknowledged
+        assert not any(outbox.busy() for outbox in outboxes)
+        with lock:
+            merged = sorted(v for values in dispatched.values() for v in values)
+            assert merged == list(range(count)), "lost or repeated"
+            for values in dispatched.values():
+                assert values == sorted(values), "reordered"
+    finally:
+        for endpoint in [*senders, *receivers]:
+            endpoint.close()
+        slow_ray.shutdown()
+
+
+def test_sweep_removes_only_sockets_nobody_listens_on(
+    endpoints: tuple[Endpoint, Endpoint, Received], folder: Path
+) -> None:
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(folder / "killed.sock"))
+    left.close()
+    assert sweep(folder) == 1
+    assert sorted(path.name for path in folder.iterdir()) == ["b.sock"]
+
+
+def test_a_loop_can_read_what_arrives_while_acknowledgements_stay_on_the_thread(
+    folder: Path,
+) -> None:
+    """Batches to ``b`` are taken on b's loop; b's own batches are acknowledged while it blocks."""
+    loop = asyncio.new_event_loop()
+    taken: list[tuple[str, int, bool]] = []
+    b_ready = threading.Event()
+
+    def take(sender: str, seq: int, items: list[Any]) -> None:
+        taken.append((sender, seq, asyncio.get_running_loop() is loop))
+
+    a_received = Received()
+    a = Endpoint(folder, "a", a_received)
+    b = Endpoint(folder, "b", take, loop=loop)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    try:
+        loop.call_soon_threadsafe(b_ready.set)
+        runner.start()
+        assert b_ready.wait(10)
+        futures = [a.send("b", "a", seq, [item(seq)], done_now) for seq in range(20)]
+        for future in futures:
+            assert future is not None and future.result(10) is None
+        assert taken == [("a", seq, True) for seq in range(20)]
+        blocked = threading.Event()
+        loop.call_soon_threadsafe(blocked.wait)  # b's loop is busy from now on
+        own = b.send("a", "b", 0, [item("from b")], done_now)
+        assert own is not None and own.result(10) is None  # acknowledged all the same
+        blocked.set()
+    finally:
+        a.close()
+        loop.call_soon_threadsafe(b.close)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
