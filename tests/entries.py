@@ -233,7 +233,9 @@ async def cutting_relay(reply: SendPort[Any]) -> None:
     partner: SendPort[Any] = await anext(port)
     async for message in port:
         if message == "cut":
-            current().runtime.endpoint.close()  # type: ignore[attr-defined]
+            endpoint = current().endpoint
+            assert endpoint is not None
+            endpoint.close()
         elif message is None:
             break
         else:

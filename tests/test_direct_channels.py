@@ -26,7 +26,7 @@ ON_THE_HEAD: dict[str, Any] = {"resources": {"node_head": 1}}  # the driver's no
 
 
 def main_endpoint() -> Any:
-    return current().runtime.endpoint  # type: ignore[attr-defined]
+    return current().endpoint
 
 
 @needs_direct

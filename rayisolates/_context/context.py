@@ -32,6 +32,8 @@ from .sender import Sender
 if TYPE_CHECKING:
     from .._isolate import Isolate
     from .._sendport import SendPort
+    from .._transport.direct import Endpoint
+    from .metrics import MetricsExport
 
 __all__ = ["Context", "Runtime", "current", "find_supervisor", "install", "peek"]
 
@@ -50,10 +52,6 @@ class Runtime(Protocol):
         """An isolate this process asked for has started."""
         ...
 
-    def consumer_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop callbacks registered now should run on."""
-        ...
-
     def close(self) -> None:
         """Release what the runtime started (at ``rayisolates.shutdown()``)."""
         ...
@@ -62,8 +60,10 @@ class Runtime(Protocol):
 class Context:
     """One isolate's pieces, and the operations the public API needs of them.
 
-    ``ports``, ``receiver`` and ``actions`` are ``None`` in a process that
-    cannot receive (an ``Isolate.run`` computation).
+    Put together by ``_runtime.assembly``. ``ports``, ``receiver`` and
+    ``actions`` are ``None`` in a process that cannot receive (an
+    ``Isolate.run`` computation); ``endpoint`` where it has no direct
+    channels; ``metrics`` where its figures are not exported.
     """
 
     def __init__(
@@ -79,6 +79,8 @@ class Context:
         ports: PortTable | None = None,
         receiver: Receiver | None = None,
         actions: ControlActions | None = None,
+        endpoint: Endpoint | None = None,
+        runs_on_own_loop: bool = False,
     ) -> None:
         self.isolate_id = isolate_id
         self.route = route
@@ -90,6 +92,9 @@ class Context:
         self.ports = ports
         self.receiver = receiver
         self.actions = actions
+        self.endpoint = endpoint
+        self.metrics: MetricsExport | None = None
+        self._runs_on_own_loop = runs_on_own_loop
         self._spawning: set[concurrent.futures.Future[Any]] = set()
 
     @property
@@ -97,16 +102,25 @@ class Context:
         """The isolate's debug name, or its id."""
         return self.debug_name or self.isolate_id
 
-    # Ports -------------------------------------------------------------------------
+    def receiving(self) -> tuple[PortTable, Receiver, ControlActions]:
+        """The pieces that receive, in a process that does (for its runtime).
 
-    def open_port(self, mailbox: Mailbox[Any], keep_alive: bool) -> int:
-        """Register a receive port by its mailbox; returns its id."""
-        if self.ports is None:
+        Raises:
+            RuntimeError: This process only sends (an ``Isolate.run`` computation).
+        """
+        if self.ports is None or self.receiver is None or self.actions is None:
             raise RuntimeError(
                 "ports can only receive in the main isolate or in an isolate started with "
                 "Isolate.spawn; an Isolate.run computation can send but not receive"
             )
-        return self.ports.open(mailbox, keep_alive)
+        return self.ports, self.receiver, self.actions
+
+    # Ports -------------------------------------------------------------------------
+
+    def open_port(self, mailbox: Mailbox[Any], keep_alive: bool) -> int:
+        """Register a receive port by its mailbox; returns its id."""
+        ports, _, _ = self.receiving()
+        return ports.open(mailbox, keep_alive)
 
     def close_port(self, port_id: int) -> None:
         """Forget a closed port."""
@@ -119,8 +133,11 @@ class Context:
             self.ports.set_keep_alive(port_id, keep)
 
     def consumer_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop callbacks registered now should run on."""
-        return self.runtime.consumer_loop()
+        """The loop callbacks registered now run on: the isolate's own, or, in a process
+        whose user code may run other loops (the driver, a worker), the running one."""
+        if self._runs_on_own_loop:
+            return self.loop
+        return asyncio._get_running_loop() or self.loop
 
     def guarded(self, callback: Any, *args: Any) -> None:
         """Run a port callback; what it raises is an uncaught error of this isolate."""
@@ -190,6 +207,13 @@ class Context:
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until everything sent over Ray so far is delivered (not from ``loop``)."""
         asyncio.run_coroutine_threadsafe(self.sender.drain(), self.loop).result(timeout)
+
+    def close_channels(self) -> None:
+        """Stop exporting figures and close the direct channels (the isolate is ending)."""
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.endpoint is not None:
+            self.endpoint.close()
 
     def close(self) -> None:
         """Release what this isolate started (at ``rayisolates.shutdown()``)."""

@@ -33,26 +33,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import ray
 
 from .._capability import Capability
-from .._context.context import Context, install
-from .._context.controls import ControlActions, Errors
+from .._context.context import install
 from .._context.figures import isolate_figures, live_pools
-from .._context.metrics import MetricsExport
-from .._context.porttable import PortTable
-from .._context.receiver import Receiver
-from .._context.sender import Sender
 from .._errors import IsolateExit, IsolateSpawnException
 from .._sendport import SendPort
 from .._transport.codec import decode, encode
-from .._transport.direct import Endpoint, direct_first, direct_folder
+from .._transport.direct import direct_folder
 from .._transport.inbox import Inbox
-from .._transport.local import LocalChannel
 from .._transport.mainlink import CONFIRM_SECONDS, HostLink
-from .._transport.outbox import Outbox, Transmit
-from .._transport.rpc import transmit_batch, transmit_controls
 from .._transport.wire import (
     CONTROL_PORT,
     CONTROL_THREAD,
-    DIRECT_SENDER,
     LOOP,
     SUPERVISOR_ACTOR,
     Control,
@@ -62,6 +53,7 @@ from .._transport.wire import (
     SpawnRequest,
     runs_on,
 )
+from .assembly import Kind, Receiving, assemble
 
 if TYPE_CHECKING:
     from .._isolate import Isolate
@@ -117,68 +109,34 @@ class HostRuntime:
         self._released = False
         self._loop_thread = threading.current_thread()
 
-        self.ports = PortTable(changed=self._ports_changed)
-        self.errors = Errors(
-            lambda: debug_name or isolate_id,
-            self._send_encoded,
-            fatal=errors_are_fatal,
-            end=lambda report: self.begin_exit(),
-        )
-        self.receiver = Receiver(self.ports, loop, self.errors.uncaught)
-        # Direct channels to isolates on this node (``direct``: the node's folder).
-        self.endpoint = (
-            None
-            if direct is None
-            else Endpoint(direct, isolate_id, self.receiver.accept, loop=loop)
-        )
-        to_isolates: Transmit = transmit_batch
-        to_main: tuple[Outbox[Item], Callable[[], bool]] | None = None
-        if self.endpoint is not None:
-            endpoint = self.endpoint
-            to_isolates = direct_first(endpoint, transmit_batch)
-            to_main = (
-                Outbox(f"{isolate_id}{DIRECT_SENDER}", direct_first(endpoint, transmit_batch)),
-                lambda: endpoint.reachable(main_id),
-            )
-        self.sender = Sender(
-            isolate_id,
-            Outbox(isolate_id, to_isolates),
-            Outbox(isolate_id, transmit_controls),
-            supervisor=lambda: supervisor,
-            local=LocalChannel(isolate_id, loop, self.receiver.accept),
-            main=(main_id, link),
-            to_main=to_main,
-            apply_locally=self.apply_control,
-        )
-        self.actions = ControlActions(
-            pause_capability=pause,
-            terminate_capability=terminate,
-            receiver=self.receiver,
-            errors=self.errors,
-            send=self._send_encoded,
-            kill=self.begin_exit,
-            resumed=self._resumed,
-        )
-        self.context = Context(
-            isolate_id,
-            actor,
-            loop,
-            self.sender,
-            self.errors,
+        self.context = assemble(
+            Kind(
+                isolate_id,
+                debug_name,
+                route=actor,
+                loop=loop,
+                runs_on_own_loop=True,
+                supervisor=lambda: supervisor,
+                direct=direct,
+                direct_on_loop=True,
+                main_link=(main_id, link),
+                receiving=Receiving(
+                    pause,
+                    terminate,
+                    on_control=self.apply_control,
+                    controls_on_port=False,
+                    kill=self.begin_exit,
+                    errors_are_fatal=errors_are_fatal,
+                    fatal_error=self.begin_exit,
+                    ports_changed=self._ports_changed,
+                    resumed=self._resumed,
+                ),
+                metrics=True,
+            ),
             self,
-            debug_name=debug_name,
-            ports=self.ports,
-            receiver=self.receiver,
-            actions=self.actions,
         )
-        self.metrics = MetricsExport(
-            lambda: isolate_figures(self.ports, self.receiver, self.sender),
-            debug_name or isolate_id,
-            isolate_id,
-        )
-
-    def _send_encoded(self, port: SendPort[Any], encoded: Any) -> None:
-        self.sender.send(port, encoded)
+        self.sender, self.errors = self.context.sender, self.context.errors
+        self.ports, self.receiver, self.actions = self.context.receiving()
 
     # Control records ---------------------------------------------------------------
 
@@ -283,10 +241,8 @@ class HostRuntime:
                     break
         finally:
             self.state = ENDED
-            self.metrics.stop()
             self.link.end()
-            if self.endpoint is not None:
-                self.endpoint.close()
+            self.context.close_channels()
             if not self.exit_future.done():
                 self.exit_future.set_result(None)
 
@@ -328,9 +284,6 @@ class HostRuntime:
             **isolate_figures(self.ports, self.receiver, self.sender),
             "pools": live_pools(),
         }
-
-    def consumer_loop(self) -> asyncio.AbstractEventLoop:
-        return self.loop
 
     def close(self) -> None:
         pass

@@ -31,18 +31,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from .._capability import Capability
 from .._context.connection import direct_channels, settings
 from .._context.context import Context
-from .._context.controls import ControlActions, Errors
 from .._context.figures import isolate_figures, live_pools
 from .._context.loop import BackgroundLoop
-from .._context.metrics import MetricsExport
-from .._context.porttable import PortTable
-from .._context.receiver import Receiver
-from .._context.sender import Sender
-from .._transport.direct import Endpoint, direct_first, direct_folder, sweep
-from .._transport.local import LocalChannel
+from .._transport.direct import direct_folder, sweep
 from .._transport.mainlink import DriverLinks
-from .._transport.outbox import Outbox
-from .._transport.rpc import RETRY, acall, fire, outcome, transmit_controls, when_done
+from .._transport.rpc import RETRY, acall, fire, outcome, when_done
 from .._transport.wire import (
     DIRECT_SENDER,
     SUPERVISOR_NAMESPACE,
@@ -54,6 +47,7 @@ from .._transport.wire import (
     sender_isolate,
     supervisor_name,
 )
+from .assembly import Kind, Receiving, assemble
 from .supervisor import Supervisor
 from .worker import start_worker_context
 
@@ -77,15 +71,9 @@ class MainRuntime:
         self.loop = self._background.loop
         self._ended: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_ENDINGS)
         self._ended_set: set[str] = set()
-        self.ports = PortTable()
-        self.errors = Errors(lambda: "main", self._send_encoded)
-        self.receiver = Receiver(self.ports, self.loop, self.errors.uncaught, self._on_control)
         folder = direct_folder(runtime.get_node_id()) if direct_channels() else None
         if folder is not None:
             sweep(folder)  # sockets of isolates killed earlier (with their actors)
-        self.endpoint = (
-            None if folder is None else Endpoint(folder, self.main_id, self._accept_from_isolate)
-        )
         self.supervisor = (
             ray.remote(Supervisor)
             .options(
@@ -98,57 +86,39 @@ class MainRuntime:
                     runtime.get_node_id(), soft=False
                 ),
             )
-            .remote(self.main_id, settings["isolate_pool"], self.endpoint is not None)
+            .remote(self.main_id, settings["isolate_pool"], folder is not None)
         )
+        self.context = assemble(
+            Kind(
+                self.main_id,
+                "main",
+                route=self.supervisor,
+                loop=self.loop,
+                runs_on_own_loop=False,
+                supervisor=lambda: self.supervisor,
+                over_ray=self._deliver_to_isolate,
+                direct=folder,
+                on_direct_batch=self._accept_from_isolate,
+                receiving=Receiving(
+                    Capability(),
+                    Capability(),
+                    on_control=self._on_control,
+                    controls_on_port=True,
+                    kill=_thread.interrupt_main,  # as Ctrl-C would
+                ),
+                metrics=True,
+            ),
+            self,
+        )
+        self.sender, self.endpoint = self.context.sender, self.context.endpoint
+        self.ports, self.receiver, self.actions = self.context.receiving()
         self.links = DriverLinks(
             received=self.receiver.received,
             accept=self._accept_from_isolate,
             poll=lambda route, ack, resend_from: fire(route.poll, ack, resend_from),
             ended=self._isolate_ended,
         )
-        self.sender = Sender(
-            self.main_id,
-            Outbox(
-                self.main_id,
-                self._deliver_to_isolate
-                if self.endpoint is None
-                else direct_first(self.endpoint, self._deliver_to_isolate),
-            ),
-            Outbox(self.main_id, transmit_controls),
-            supervisor=lambda: self.supervisor,
-            local=LocalChannel(self.main_id, self.loop, self.receiver.accept),
-            apply_locally=self._on_control,
-        )
-        self.actions = ControlActions(
-            pause_capability=Capability(),
-            terminate_capability=Capability(),
-            receiver=self.receiver,
-            errors=self.errors,
-            send=self._send_encoded,
-            kill=_thread.interrupt_main,  # as Ctrl-C would
-        )
         self._pump = self._background.submit(self._relay_pump())
-        self._metrics = MetricsExport(
-            lambda: isolate_figures(self.ports, self.receiver, self.sender), "main", self.main_id
-        )
-
-    def context(self) -> Context:
-        """The main isolate's context."""
-        return Context(
-            self.main_id,
-            self.supervisor,
-            self.loop,
-            self.sender,
-            self.errors,
-            self,
-            debug_name="main",
-            ports=self.ports,
-            receiver=self.receiver,
-            actions=self.actions,
-        )
-
-    def _send_encoded(self, port: SendPort[Any], encoded: Any) -> None:
-        self.sender.send(port, encoded)
 
     # Receiving ----------------------------------------------------------------------
 
@@ -223,9 +193,6 @@ class MainRuntime:
         port = isolate.control_port
         self.links.watch(port.isolate_id, port.route)
 
-    def consumer_loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio._get_running_loop() or self.loop
-
     def status(self) -> dict[str, Any]:
         """The main isolate's figures and this process's pools, for ``rayisolates status``."""
         return {
@@ -243,9 +210,7 @@ class MainRuntime:
                 asyncio.wait_for(self.sender.drain(), _SHUTDOWN_GRACE_SECONDS)
             ).result(_SHUTDOWN_GRACE_SECONDS + 1)
         self._pump.cancel()
-        self._metrics.stop()
-        if self.endpoint is not None:
-            self.endpoint.close()
+        self.context.close_channels()
         self._background.stop()
         ray.kill(self.supervisor, no_restart=True)
 
@@ -253,5 +218,5 @@ class MainRuntime:
 def start_context() -> Context:
     """This process's default context: the main isolate in a driver, else a send-only one."""
     if ray._private.worker.global_worker.mode == ray.SCRIPT_MODE:
-        return MainRuntime().context()
+        return MainRuntime().context
     return start_worker_context()

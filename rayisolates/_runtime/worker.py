@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._context.context import Context, find_supervisor
-from .._context.controls import Errors
 from .._context.loop import BackgroundLoop
-from .._context.sender import Sender
-from .._transport.outbox import Outbox
-from .._transport.rpc import transmit_batch, transmit_controls
 from .._transport.wire import new_id
+from .assembly import Kind, assemble
 
 if TYPE_CHECKING:
     from .._isolate import Isolate
@@ -36,16 +32,12 @@ class WorkerRuntime:
     def spawned(self, isolate: Isolate) -> None:
         pass
 
-    def consumer_loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio._get_running_loop() or self.loop
-
     def close(self) -> None:
         self._background.stop()
 
 
 def start_worker_context() -> Context:
     """The context of a Ray worker that is not an isolate host."""
-    worker_id = new_id("worker")
     runtime = WorkerRuntime()
     supervisor: list[Any] = []
 
@@ -54,11 +46,12 @@ def start_worker_context() -> Context:
             supervisor.append(find_supervisor())
         return supervisor[0]
 
-    sender = Sender(
-        worker_id,
-        Outbox(worker_id, transmit_batch),
-        Outbox(worker_id, transmit_controls),
+    kind = Kind(
+        new_id("worker"),
+        None,
+        route=None,
+        loop=runtime.loop,
+        runs_on_own_loop=False,
         supervisor=find,
     )
-    errors = Errors(lambda: worker_id, sender.send)
-    return Context(worker_id, None, runtime.loop, sender, errors, runtime)
+    return assemble(kind, runtime)
