@@ -5,7 +5,8 @@ from ._capability import Capability
 from ._errors import IsolateError, IsolateSpawnException, RemoteError
 from ._future import IsolateFuture
 from ._isolate import Isolate
-from ._pool import IsolatePool, PoolMap
+from ._pool.map import PoolMap
+from ._pool.pool import IsolatePool
 from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
 from ._stream import IsolateStream

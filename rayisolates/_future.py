@@ -1,16 +1,26 @@
-"""``IsolateFuture``: one result from another isolate, awaitable and blocking alike."""
+"""``IsolateFuture``: one result from another isolate, awaitable and blocking alike.
+
+An ``IsolateFuture`` is a ``concurrent.futures.Future`` whose outcome
+arrives from elsewhere: an ``Isolate.run`` task's Ray object (:meth:`of_ref`),
+a call this library makes and repeats itself, such as a spawn
+(:meth:`following`), or a pool that settles its tasks itself. Whatever
+completes it, it is completed on a thread of ours, never on Ray's callback
+thread, so callbacks added to it may do anything. No Ray error reaches a
+caller: the outcome is translated (``_errors.from_ray``) before it is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import ray
-from ray import exceptions as ray_errors
 
 from ._errors import from_ray
+from ._transport.rpc import when_done
 from ._transport.stored import remember
 
 __all__ = ["IsolateFuture"]
@@ -18,7 +28,11 @@ __all__ = ["IsolateFuture"]
 R = TypeVar("R")
 
 
-class IsolateFuture(Generic[R]):
+def _nothing() -> None:
+    pass
+
+
+class IsolateFuture(concurrent.futures.Future[R]):
     """The pending result of work submitted to another isolate.
 
     ``await future`` inside asyncio code, or ``future.result(timeout=None)``
@@ -30,36 +44,82 @@ class IsolateFuture(Generic[R]):
     """
 
     __module__ = "rayisolates"
-    __slots__ = ("_call", "_cancelled", "_on_cancel", "_ref", "_what")
 
-    def __init__(self, ref: ray.ObjectRef, what: str = "the computation") -> None:
-        self._ref: ray.ObjectRef | None = ref
-        self._call: concurrent.futures.Future[R] | None = None
-        self._on_cancel: Callable[[], None] | None = None
+    def __init__(self, what: str = "the computation", stop: Callable[[], None] = _nothing):
+        """A future that its maker completes (``set_result`` / ``set_exception``).
+
+        Args:
+            what: Names the work in messages.
+            stop: Stops the work when the future is cancelled before it is done.
+        """
+        super().__init__()
         self._what = what
-        self._cancelled = False
+        self._stop = stop
+        self._ref: ray.ObjectRef | None = None
 
     @classmethod
-    def _of_call(
-        cls,
-        call: concurrent.futures.Future[R],
-        what: str,
-        on_cancel: Callable[[], None],
+    def of_ref(cls, ref: ray.ObjectRef, what: str) -> IsolateFuture[R]:
+        """The future of an ``Isolate.run`` task: its Ray object, once it is ready.
+
+        Cancelling it stops the task by ending the worker process that runs
+        it (Ray's forced cancel), so even a blocking call ends.
+        """
+        future: IsolateFuture[R] = cls(what, lambda: ray.cancel(ref, force=True))
+        future._ref = ref
+
+        def ready(done: concurrent.futures.Future[Any]) -> None:
+            try:
+                value = done.result()
+            except BaseException as error:
+                future._fail(
+                    from_ray(error, cancelled=concurrent.futures.CancelledError, what=what)
+                )
+            else:
+                remember(value, ref)
+                future._succeed(value)
+
+        when_done(ref.future(), ready)
+        return future
+
+    @classmethod
+    def following(
+        cls, call: concurrent.futures.Future[R], what: str, undo: Callable[[R], None]
     ) -> IsolateFuture[R]:
-        """A future of a call this library makes (and repeats) itself, such as a spawn.
+        """The future of a call this library makes (and repeats) itself, such as a spawn.
+
+        A Ray error the call ends with is translated (``_errors.from_ray``).
 
         Args:
             call: The call's result.
             what: Names the work in messages.
-            on_cancel: Undoes the work if it completes after :meth:`cancel`.
+            undo: Undoes the work if it completes after all, the future
+                having been cancelled (ends an isolate that starts late).
         """
-        future: IsolateFuture[R] = cls.__new__(cls)
-        future._ref = None
-        future._call = call
-        future._on_cancel = on_cancel
-        future._what = what
-        future._cancelled = False
+        future: IsolateFuture[R] = cls(what)
+
+        def completed(done: concurrent.futures.Future[R]) -> None:
+            if done.cancelled():
+                future.cancel()
+            elif (error := done.exception()) is not None:
+                cancelled = concurrent.futures.CancelledError
+                future._fail(from_ray(error, cancelled=cancelled, what=what))
+            elif future.cancelled():
+                undo(done.result())
+            else:
+                future._succeed(done.result())
+
+        call.add_done_callback(completed)
         return future
+
+    def _succeed(self, value: R) -> None:
+        """Complete with ``value``, unless cancelled meanwhile."""
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.set_result(value)
+
+    def _fail(self, error: BaseException) -> None:
+        """Complete with ``error``, unless cancelled meanwhile."""
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.set_exception(error)
 
     def result(self, timeout: float | None = None) -> R:
         """Block until the result is ready and return it.
@@ -73,58 +133,15 @@ class IsolateFuture(Generic[R]):
             RemoteError: The isolate ended without a result.
             Exception: Whatever the work itself raised, as its own type.
         """
-        if self._cancelled:
-            raise concurrent.futures.CancelledError()
-        if self._call is not None:
-            # Waiting apart from the result: a TimeoutError the work itself failed
-            # with (a pool task past its timeout) is not a wait that ran out.
-            concurrent.futures.wait([self._call], timeout)
-            if not self._call.done():
-                raise TimeoutError(f"{self._what} did not finish in time")
         try:
-            if self._call is not None:
-                return self._call.result()
-            value: R = ray.get(self._ref, timeout=timeout)
-        except concurrent.futures.TimeoutError:  # (Ray's GetTimeoutError is one too)
-            if self._call is not None:
-                raise  # the work's own
-            failure: BaseException = TimeoutError(f"{self._what} did not finish in time")
-        except ray_errors.RayError as error:
-            failure = from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
-        else:
-            remember(value, self._ref)
-            return value
-        raise failure  # outside the except block: no Ray error chained as context
+            return super().result(timeout)
+        except TimeoutError:
+            if self.done():
+                raise  # the work's own (a pool task past its timeout)
+            raise TimeoutError(f"{self._what} did not finish in time") from None
 
     def __await__(self) -> Generator[Any, None, R]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> R:
-        if self._cancelled:
-            raise asyncio.CancelledError()
-        try:
-            if self._call is not None:
-                return await asyncio.wrap_future(self._call)
-            value: R = await self._ref  # type: ignore[misc]
-        except ray_errors.RayError as error:
-            failure = from_ray(error, cancelled=asyncio.CancelledError, what=self._what)
-        else:
-            remember(value, self._ref)
-            return value
-        raise failure  # outside the except block: no Ray error chained as context
-
-    def done(self) -> bool:
-        """Whether the work has finished (with a result or an error) or was cancelled."""
-        if self._cancelled:
-            return True
-        if self._call is not None:
-            return self._call.done()
-        ready, _ = ray.wait([self._ref], timeout=0, fetch_local=False)
-        return bool(ready)
-
-    def cancelled(self) -> bool:
-        """Whether :meth:`cancel` took effect."""
-        return self._cancelled
+        return asyncio.wrap_future(self).__await__()
 
     def cancel(self) -> bool:
         """Cancel the work if it has not finished; a running one is stopped.
@@ -138,19 +155,13 @@ class IsolateFuture(Generic[R]):
             ``True`` if the future is now cancelled, ``False`` if the work had
             already finished.
         """
-        if self._cancelled:
+        if self.cancelled():
             return True
-        if self.done():
+        if not super().cancel():
             return False
-        self._cancelled = True
-        if self._call is not None:
-            on_cancel = self._on_cancel
-            assert on_cancel is not None
-            self._call.add_done_callback(lambda done: on_cancel())
-        else:
-            ray.cancel(self._ref, force=True)
+        self._stop()
         return True
 
     def __repr__(self) -> str:
-        state = "cancelled" if self._cancelled else ("done" if self.done() else "pending")
+        state = "cancelled" if self.cancelled() else ("done" if self.done() else "pending")
         return f"<IsolateFuture {self._what} {state}>"

@@ -113,7 +113,7 @@ def run(
         ref = task.remote(*leading, *args)
     except TypeError as error:
         raise _unsendable(error, fn, args) from None
-    return IsolateFuture(ref, what=debug_name or str(getattr(fn, "__qualname__", "Isolate.run")))
+    return IsolateFuture.of_ref(ref, debug_name or str(getattr(fn, "__qualname__", "Isolate.run")))
 
 
 def _unsendable(error: TypeError, fn: Callable[..., Any], args: tuple[Any, ...]) -> TypeError:

@@ -50,16 +50,12 @@ def _submit(request: SpawnRequest) -> IsolateFuture[Isolate]:
         lambda done: None if done.exception() else context.runtime.spawned(done.result())
     )
 
-    def end_late_isolate() -> None:
-        if not spawning.cancelled() and spawning.exception() is None:
-            isolate: Isolate = spawning.result()
-            assert isolate.terminate_capability is not None
-            context.supervise(
-                KillNow(isolate.control_port.isolate_id, isolate.terminate_capability)
-            )
+    def end_late_isolate(isolate: Isolate) -> None:
+        assert isolate.terminate_capability is not None
+        context.supervise(KillNow(isolate.control_port.isolate_id, isolate.terminate_capability))
 
     name = request.debug_name or request.uri or "isolate"
-    return IsolateFuture._of_call(spawning, f"spawning {name}", end_late_isolate)
+    return IsolateFuture.following(spawning, f"spawning {name}", end_late_isolate)
 
 
 def _spawn(

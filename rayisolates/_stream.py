@@ -466,8 +466,6 @@ def stream(
         debug_name=debug_name,
         **options,
     )
-    call = spawning._call
-    assert call is not None
 
     def spawned(done: concurrent.futures.Future[Any]) -> None:
         error = done.exception()
@@ -477,5 +475,5 @@ def stream(
         isolate = done.result()
         result._started(lambda: isolate.kill(priority=type(isolate).IMMEDIATE))
 
-    call.add_done_callback(spawned)
+    spawning.add_done_callback(spawned)
     return result

@@ -62,10 +62,12 @@ def settle(pool: IsolatePool, **wanted: int) -> dict[str, int]:
     """Wait until the pool's stats show ``wanted``: members come and go as messages
     reach the pool, and each change wakes the pool's condition."""
 
+    engine = pool._engine  # its lock guards the stats; every event notifies the condition
+
     def reached() -> bool:
-        stats = pool.stats()
+        stats = engine.state.stats()
         return all(stats[key] == value for key, value in wanted.items())
 
-    with pool._settled:
-        assert pool._settled.wait_for(reached, timeout=60), (wanted, pool.stats())
+    with engine.settled:
+        assert engine.settled.wait_for(reached, timeout=60), (wanted, engine.state.stats())
     return pool.stats()
