@@ -9,7 +9,7 @@ from ._pool.map import PoolMap
 from ._pool.pool import IsolatePool
 from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
-from ._stream import IsolateStream
+from ._stream.consumer import IsolateStream
 from ._transfer import TransferableTypedData
 
 __all__ = [

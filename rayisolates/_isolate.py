@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, NoReturn, TypeVar, overload
 
-from . import _run, _spawn, _stream
+from . import _run, _spawn
 from ._capability import Capability
 from ._context.context import current
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._ports import ReceivePort
 from ._sendport import SendPort
-from ._stream import IsolateStream
+from ._stream import launch
+from ._stream.consumer import IsolateStream
 from ._transport.codec import encode
 from ._transport.wire import (
     CONTROL_PORT,
@@ -35,7 +36,7 @@ __all__ = ["Isolate"]
 R = TypeVar("R")
 T = TypeVar("T")
 
-_ENDED = ("rayisolates:isolate-ended",)
+_EXIT_NOTICE = ("rayisolates:isolate-ended",)  # the errors stream's exit listener
 
 
 class Isolate:
@@ -193,7 +194,7 @@ class Isolate:
         Differences from Dart: Dart has no streaming ``Isolate.run``; its
         samples forward neither backpressure nor cancellation.
         """
-        return _stream.stream(fn, *args, buffer=buffer, debug_name=debug_name, **options)
+        return launch.stream(fn, *args, buffer=buffer, debug_name=debug_name, **options)
 
     spawn = staticmethod(_spawn.spawn)
     spawn_uri = staticmethod(_spawn.spawn_uri)
@@ -332,15 +333,15 @@ class _ErrorStream:
         self._isolate = isolate
         self._port: ReceivePort[Any] = ReceivePort("errors")
         isolate.add_error_listener(self._port.send_port)
-        isolate.add_on_exit_listener(self._port.send_port, _ENDED)
+        isolate.add_on_exit_listener(self._port.send_port, _EXIT_NOTICE)
 
     def __aiter__(self) -> _ErrorStream:
         return self
 
     async def __anext__(self) -> RemoteError:
         if not self._port.is_closed:
-            message: Any = await anext(self._port, _ENDED)
-            if message != _ENDED:
+            message: Any = await anext(self._port, _EXIT_NOTICE)
+            if message != _EXIT_NOTICE:
                 description, stack = message
                 return RemoteError(description, stack)
             self.close()

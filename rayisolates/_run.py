@@ -26,7 +26,7 @@ from ._context.context import peek
 from ._errors import RemoteError
 from ._future import IsolateFuture
 from ._options import TASK_OPTIONS, check_options
-from ._transport.sendable import unsendable_call
+from ._transport.sendable import refusal, unsendable_call
 
 __all__ = ["compute", "run"]
 
@@ -117,10 +117,8 @@ def run(
 
 
 def _unsendable(error: TypeError, fn: Callable[..., Any], args: tuple[Any, ...]) -> TypeError:
-    part = unsendable_call(fn, args)
-    if part is not None:
-        return TypeError(f"Isolate.run() cannot send {part}")
-    return TypeError(f"Isolate.run() could not send its arguments: {error}")
+    part = unsendable_call(fn, args) or f"its arguments ({error})"
+    return refusal("Isolate.run()", part, "nothing was submitted")
 
 
 def compute(

@@ -65,8 +65,8 @@ async def until_ended(isolate: Isolate) -> None:
 
 def until_stream_ended(stream: IsolateStream[Any]) -> None:
     """Every item has arrived: the producer's last word came after them."""
-    with stream._arrived:
-        assert stream._arrived.wait_for(lambda: stream._end is not None, timeout=60)
+    with stream._lock:
+        assert stream._changed.wait_for(lambda: stream._end is not None, timeout=60)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import operator
 import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,29 @@ def test_spread_members_survive_the_loss_of_a_node(
         port.close()
         for node in extra:
             cluster.remove_node(node)
+
+
+def test_an_unclosed_pool_is_collected_and_ends_its_members() -> None:
+    pool = IsolatePool(2, debug_name="dropped")
+    engine = pool._engine
+    with engine.settled:  # both members ready (their isolates known)
+        assert engine.settled.wait_for(
+            lambda: [bool(m.address and m.handle) for m in engine.state.members()] == [True] * 2,
+            60,
+        )
+        isolates = [member.handle for member in engine.state.members()]
+    ended: ReceivePort[Any] = ReceivePort("ended")
+    for isolate in isolates:
+        isolate.add_on_exit_listener(ended.send_port, isolate.debug_name)
+    running = pool.run(entries.member_pid, 0.5)  # what it was given still runs
+    collected = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert collected() is None
+    assert running.result(60) > 0
+
+    async def all_ended() -> set[str]:
+        return {await anext(ended) for _ in isolates}
+
+    assert run(all_ended()) == {"dropped-0", "dropped-1"}
+    ended.close()

@@ -24,10 +24,11 @@ from .._transport.codec import encode
 from .._transport.mailbox import Mailbox
 from .._transport.wire import SUPERVISOR_NAMESPACE, Control, Encoded, supervisor_name
 from .connection import ensure_started, on_shutdown
-from .controls import ControlActions, Errors
+from .controls import ControlActions
 from .porttable import PortTable
 from .receiver import Receiver
 from .sender import Sender
+from .uncaught import UncaughtErrors
 
 if TYPE_CHECKING:
     from .._isolate import Isolate
@@ -72,7 +73,7 @@ class Context:
         route: Any,
         loop: asyncio.AbstractEventLoop,
         sender: Sender,
-        errors: Errors,
+        errors: UncaughtErrors,
         runtime: Runtime,
         *,
         debug_name: str | None = None,
@@ -96,11 +97,6 @@ class Context:
         self.metrics: MetricsExport | None = None
         self._runs_on_own_loop = runs_on_own_loop
         self._spawning: set[concurrent.futures.Future[Any]] = set()
-
-    @property
-    def name(self) -> str:
-        """The isolate's debug name, or its id."""
-        return self.debug_name or self.isolate_id
 
     def receiving(self) -> tuple[PortTable, Receiver, ControlActions]:
         """The pieces that receive, in a process that does (for its runtime).

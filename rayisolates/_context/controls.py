@@ -1,18 +1,13 @@
-"""What control records do to one isolate, and what becomes of its uncaught errors."""
+"""What control records do to one isolate."""
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._capability import Capability
-from .._errors import IsolateExit
-from .._transport.codec import encode
 from .._transport.wire import (
     AddErrorListener,
-    Encoded,
     Kill,
     Pause,
     Ping,
@@ -21,58 +16,12 @@ from .._transport.wire import (
     SetErrorsFatal,
 )
 from .receiver import Receiver
+from .uncaught import SendEncoded, UncaughtErrors
 
 if TYPE_CHECKING:
-    from .._sendport import SendPort
+    pass
 
-__all__ = ["ControlActions", "Errors"]
-
-SendEncoded = Callable[["SendPort[Any]", Encoded], None]
-
-
-class Errors:
-    """An isolate's uncaught errors: sent to its error listeners, else printed.
-
-    Args:
-        name: The isolate's name for printed reports.
-        send: Sends an encoded message to a port.
-        fatal: Whether an uncaught error ends the isolate.
-        end: Ends the isolate after a fatal error, given the report.
-    """
-
-    def __init__(
-        self,
-        name: Callable[[], str],
-        send: SendEncoded,
-        fatal: bool = False,
-        end: Callable[[list[str]], None] = lambda report: None,
-    ) -> None:
-        self._name = name
-        self._send = send
-        self.fatal = fatal
-        self._end = end
-        self.listeners: set[SendPort[Any]] = set()
-
-    def uncaught(self, error: BaseException) -> None:
-        """An error no code of the isolate caught."""
-        stack = "".join(traceback.format_exception(error))
-        report = [str(error), stack]
-        listeners = list(self.listeners)
-        for port in listeners:
-            self._send(port, encode(report))
-        if not listeners:
-            print(f"Uncaught error in isolate {self._name()}:\n{stack}", file=sys.stderr, end="")
-        if self.fatal:
-            self._end(report)
-
-    def guarded(self, callback: Callable[..., object], *args: Any) -> None:
-        """Run a port callback; what it raises is an uncaught error of the isolate."""
-        try:
-            callback(*args)
-        except IsolateExit:
-            pass  # Isolate.exit() in a callback: the isolate is ending already
-        except Exception as error:
-            self.uncaught(error)
+__all__ = ["ControlActions"]
 
 
 class ControlActions:
@@ -93,7 +42,7 @@ class ControlActions:
         pause_capability: Capability,
         terminate_capability: Capability,
         receiver: Receiver,
-        errors: Errors,
+        errors: UncaughtErrors,
         send: SendEncoded,
         kill: Callable[[], None],
         resumed: Callable[[], None] = lambda: None,

@@ -1,10 +1,12 @@
 """An isolate's receiving side: batches decoded, put in order, held while paused, dispatched.
 
-Batches come from three places: the ``deliver`` calls of other isolates,
-the isolate's own sends (``_local``), and, in the main isolate, the poll
-answers and relayed batches of ``_mainlink`` and the supervisor. Each goes
-through one :class:`~rayisolates._transport.inbox.Inbox`, so each sender's messages
-are dispatched once, in order. Messages to the control port (the main
+Batches come from four places: the ``deliver`` calls of other isolates,
+their direct channels (``_transport.direct``), the isolate's own sends
+(``_transport.local``), and, in the main isolate, the poll answers and
+replies of ``_transport.mainlink`` and the supervisor's relay. Each goes
+through one ``Inbox``, so each sender's messages are dispatched once, in
+order. A batch holding stored values is opened on the isolate's loop before
+it is put in order (``open_and_accept``). Messages to the control port (the main
 isolate's control records, relayed by the supervisor) go to ``on_control``.
 
 No user code runs under the receiver's lock. Under it, a batch is only put
@@ -73,16 +75,16 @@ class Receiver:
         if self.is_duplicate(sender, seq):
             return
         if needs_fetch(items):
-            asyncio.run_coroutine_threadsafe(self.deliver(sender, seq, items), self._loop)
+            asyncio.run_coroutine_threadsafe(self.open_and_accept(sender, seq, items), self._loop)
             return
         try:
             messages = decode_now(items)
         except Exception as error:  # keep the sequence going: a lost batch must not stall it
             self._uncaught(error)
             messages = []
-        self.receive(sender, seq, messages)
+        self._in_order(sender, seq, messages)
 
-    async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
+    async def open_and_accept(self, sender: str, seq: int, items: list[Item]) -> None:
         """Take a batch; returns once it is decoded (its objects fetched) and in order."""
         if self.is_duplicate(sender, seq):
             return
@@ -91,9 +93,9 @@ class Receiver:
         except Exception as error:
             self._uncaught(error)
             messages = []
-        self.receive(sender, seq, messages)
+        self._in_order(sender, seq, messages)
 
-    def receive(self, sender: str, seq: int, messages: list[Message]) -> None:
+    def _in_order(self, sender: str, seq: int, messages: list[Message]) -> None:
         """Put a decoded batch in order and dispatch what is ready."""
         with self._lock:
             self._inbox.receive(sender, seq, messages)
@@ -114,11 +116,6 @@ class Receiver:
         """Drop what is known of a sender that has ended."""
         with self._lock:
             self._inbox.forget(sender)
-
-    def senders(self) -> int:
-        """How many senders this isolate keeps state for."""
-        with self._lock:
-            return self._inbox.senders()
 
     # Pausing and stopping -------------------------------------------------------
 

@@ -73,13 +73,15 @@ class Sender:
         self._main_lock = threading.Lock()
         self._direct_to_main = False
         self._apply_locally = apply_locally
-        self.sent_messages = 0
+        self._counted = threading.Lock()
+        self._sent = 0
 
     def send(self, port: SendPort[Any], encoded: Encoded) -> None:
         """Queue one encoded message for ``port``."""
         item: Item = (port.port_id, *encoded)
         destination = port.isolate_id
-        self.sent_messages += 1
+        with self._counted:
+            self._sent += 1
         if destination == self.isolate_id and self._local is not None:
             self._local.add(item)
         elif destination == self._main_id and self._main_link is not None:
@@ -98,6 +100,11 @@ class Sender:
                 self._to_main.add(main_id, self._supervisor(), item)
             else:
                 link.add(item)
+
+    @property
+    def sent_messages(self) -> int:
+        """Messages sent since the isolate started."""
+        return self._sent
 
     def control(self, control_port: SendPort[Any], record: Control) -> None:
         """Send ``record`` to the isolate that owns ``control_port``."""

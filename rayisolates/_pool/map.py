@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._context.waiters import Waiters
 from .._future import IsolateFuture
 
 if TYPE_CHECKING:
@@ -46,8 +46,7 @@ class PoolMap(Generic[R]):
         # Unordered: each task's future lands here as it completes (one callback each).
         self._lock = threading.Lock()
         self._completed: collections.deque[IsolateFuture[R]] = collections.deque()
-        self._arrived = threading.Condition(self._lock)
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._arrived = Waiters(self._lock)
 
     def _fill(self) -> None:
         while not self._exhausted and self._outstanding < self._buffer:
@@ -66,10 +65,7 @@ class PoolMap(Generic[R]):
     def _completes(self, future: Any) -> None:
         with self._lock:
             self._completed.append(future)
-            self._arrived.notify_all()
-            waiters, self._waiters = self._waiters, []
-        for loop, waiter in waiters:
-            loop.call_soon_threadsafe(_wake, waiter)
+            self._arrived.wake()
 
     def __iter__(self) -> PoolMap[R]:
         return self
@@ -96,18 +92,11 @@ class PoolMap(Generic[R]):
         self._outstanding -= 1
         if self._ordered:
             return await self._pending.popleft()
-        loop = asyncio.get_running_loop()
         while True:
             with self._lock:
                 if self._completed:
                     future = self._completed.popleft()
                     break
-                waiter = loop.create_future()
-                self._waiters.append((loop, waiter))
+                waiter = self._arrived.future()
             await waiter
         return await future
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

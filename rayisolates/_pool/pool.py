@@ -37,9 +37,10 @@ from .._errors import RemoteError
 from .._future import IsolateFuture
 from .._isolate import Isolate
 from .._ports import RawReceivePort
-from .._stream import IsolateStream, check_stream_call, encode_task, produce
+from .._stream.consumer import IsolateStream
+from .._stream.launch import check_stream_call, encode_task, on_pool
 from .._transport.codec import open_encoded
-from .._transport.rpc import later, soon
+from .._transport.rpc import later, ready_for_finalizers, soon
 from .._transport.wire import Encoded
 from .map import PoolMap
 from .member import member
@@ -219,7 +220,7 @@ class _Engine:
 
     def stop_streams(self) -> None:
         for stream in list(self.streams):  # a stream nobody reads would never finish
-            stream._stop()
+            stream.stop()
 
     def close_in_background(self) -> None:
         """Take no more tasks; end the members once those taken are done (the pool was
@@ -315,6 +316,7 @@ class IsolatePool:
         state = PoolState(size, min_size, max_parallel, retries, idle_seconds)
         self._engine = _Engine(state, self._debug_name, options)
         self._closed = False
+        ready_for_finalizers()
         self._finalizer = weakref.finalize(self, _collected, self._engine)
         register_pool(self)
         self._engine.event(state.start)
@@ -385,23 +387,15 @@ class IsolatePool:
         check_stream_call("IsolatePool.stream()", fn, buffer)
         work = encode_task("IsolatePool.stream()", fn, args)
         what = str(getattr(fn, "__qualname__", "the stream"))
-        result: IsolateStream[R] = IsolateStream(what, buffer)
-        self._engine.streams.add(result)
-        producing = encode_task("IsolatePool.stream()", produce, (result.send_port, work, buffer))
-        task_id, future = self._submit(what, producing, None, streams=True)
         engine = self._engine
-        result._started(lambda: engine.event(engine.state.abandon, task_id))
-        weakly = weakref.ref(result)  # the task must not keep the stream from being dropped
-
-        def ended(done: concurrent.futures.Future[Any]) -> None:
-            """The producer's end comes after its items, on the stream's own port; what
-            comes here is a member that died (or was ended) under it."""
-            stream = weakly()
-            error = None if done.cancelled() else done.exception()
-            if stream is not None and error is not None:
-                stream._finish(error)
-
-        future.add_done_callback(ended)
+        result: IsolateStream[R] = on_pool(
+            what,
+            work,
+            buffer,
+            submit=lambda producing: self._submit(what, producing, None, streams=True),
+            abandon=lambda task_id: engine.event(engine.state.abandon, task_id),
+        )
+        engine.streams.add(result)
         return result
 
     def map(

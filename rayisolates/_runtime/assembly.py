@@ -46,18 +46,19 @@ from typing import Any
 
 from .._capability import Capability
 from .._context.context import Context, Runtime
-from .._context.controls import ControlActions, Errors
+from .._context.controls import ControlActions
 from .._context.figures import isolate_figures
 from .._context.metrics import MetricsExport
 from .._context.porttable import PortTable
 from .._context.receiver import Receiver
 from .._context.sender import Sender
+from .._context.uncaught import UncaughtErrors
 from .._transport.direct import Endpoint, direct_first
 from .._transport.local import LocalChannel
 from .._transport.mainlink import HostLink
 from .._transport.outbox import Outbox, Transmit
 from .._transport.rpc import transmit_batch, transmit_controls
-from .._transport.wire import DIRECT_SENDER, Control, Item
+from .._transport.wire import Control, Item, direct_sender
 
 __all__ = ["Kind", "Receiving", "assemble"]
 
@@ -146,11 +147,11 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
 
     ports = receiver = actions = endpoint = local = None
     if receiving is None:
-        errors = Errors(lambda: name, send)
+        errors = UncaughtErrors(lambda: name, send)
     else:
         ports = PortTable(changed=receiving.ports_changed)
         fatal_error = receiving.fatal_error
-        errors = Errors(
+        errors = UncaughtErrors(
             lambda: name,
             send,
             fatal=receiving.errors_are_fatal,
@@ -176,7 +177,7 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
         main_id = kind.main_link[0]
         reachable = endpoint.reachable
         to_main = (
-            Outbox(f"{kind.isolate_id}{DIRECT_SENDER}", direct_first(endpoint, transmit_batch)),
+            Outbox(direct_sender(kind.isolate_id), direct_first(endpoint, transmit_batch)),
             lambda: reachable(main_id),
         )
     sender = Sender(

@@ -1,18 +1,23 @@
 """A spawned isolate: one async Ray actor hosting one event loop and its ports.
 
-The actor's ``deliver`` calls run on the isolate's event loop, like Dart port
-events. Two other threads of the actor act while the loop is busy: the
-control thread (``control``: ping, pause, kill, ...) and the poll thread
-(``poll``: the driver fetching what this isolate sends the main isolate,
-see ``_mainlink``).
+What arrives runs on the isolate's event loop, like Dart port events: the
+actor's ``deliver`` and ``deliver_from_main`` calls, and the batches of
+isolates on this node read from its direct channel (``_transport.direct``).
+Two other threads of the actor act while the loop is busy: the control
+thread (``control``: ping, pause, kill, ...; ``release``; ``status``) and
+the poll thread (``poll``: the driver fetching what this isolate sends the
+main isolate, see ``_transport.mainlink``). Its pieces are put together by
+``assembly``; this module is its life.
 
-An isolate's life::
+An isolate's life (``HostRuntime.state``; the link and the receiver are told
+when it starts ending)::
 
     created --start--> started (entry point loaded) --release--> running
       running --entry done, no port keeps it alive / kill / Isolate.exit /
-                fatal error--> exiting: no more events; what it sent is
-                delivered and the driver has acknowledged its batches
-      exiting --> ended: ``lifetime`` returns, the supervisor fires the exit
+                fatal error--> ending: no more events; what it sent is
+                delivered, the spawns it asked for have started, and the
+                driver has acknowledged its batches
+      ending --> ended: ``lifetime`` returns, the supervisor fires the exit
                 listeners and ends the actor
 """
 
@@ -258,7 +263,7 @@ class HostRuntime:
         self.link.acknowledge(ack, resend_from)
         self.link.begin_collecting()
         try:
-            await self.receiver.deliver(sender, seq, items)
+            await self.receiver.open_and_accept(sender, seq, items)
             await asyncio.sleep(0)  # the handlers woken by these messages run now
         finally:
             answer = self.link.end_collecting()
@@ -450,7 +455,7 @@ class IsolateHost:
     async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
         """A batch of messages for this isolate's ports; returns once they are in order."""
         assert self._runtime is not None
-        await self._runtime.receiver.deliver(sender, seq, items)
+        await self._runtime.receiver.open_and_accept(sender, seq, items)
 
     async def deliver_from_main(
         self, sender: str, seq: int, items: list[Item], ack: int, resend_from: int | None

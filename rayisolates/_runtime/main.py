@@ -1,18 +1,25 @@
 """The main isolate: the driver process, and the factory of every process's default context.
 
 A Ray driver cannot be called by actors, so the main isolate receives in
-two ways, both driven from here:
+three ways, all driven from here:
 
-- from spawned isolates, over the link of ``_mainlink``: a poll kept
-  pending on each isolate that talks to the main isolate, and the replies
-  to the driver's own ``deliver_from_main`` calls;
+- from spawned isolates on other nodes, over the link of
+  ``_transport.mainlink``: a poll kept pending on each isolate that talks to
+  the main isolate, and the replies to the driver's own ``deliver_from_main``
+  calls;
+- from spawned isolates on the driver's node, over its direct channel
+  (``_transport.direct``), once their link has nothing unacknowledged;
 - from anything else (``Isolate.run`` computations, the supervisor's exit
-  notices, control records for the main isolate), through the supervisor,
-  which queues it until the driver's relay pump takes it.
+  notices, control records for the main isolate, and what an isolate on this
+  node sends that holds Ray objects), through the supervisor, which queues
+  it until the driver's relay pump takes it.
 
-Both feed one receiver, which keeps each sender's messages in order. The
+All feed one receiver, which keeps each sender's messages in order. The
 driver's loop runs on a background thread, so ports work from plain scripts
-and from ``asyncio.run(main())`` alike.
+and from ``asyncio.run(main())`` alike; it also carries the transport's own
+work (opening stored messages, the relay pump, the main isolate's sends to
+itself), so a handler that blocks it holds those up, as a blocked Dart event
+loop holds up its isolate. Its pieces are put together by ``assembly``.
 """
 
 from __future__ import annotations
@@ -37,12 +44,13 @@ from .._transport.direct import direct_folder, sweep
 from .._transport.mainlink import DriverLinks
 from .._transport.rpc import RETRY, acall, fire, outcome, when_done
 from .._transport.wire import (
-    DIRECT_SENDER,
     SUPERVISOR_NAMESPACE,
     Ended,
     Item,
     PollMe,
     StatusAsked,
+    control_sender,
+    direct_sender,
     new_id,
     sender_isolate,
     supervisor_name,
@@ -116,7 +124,7 @@ class MainRuntime:
             received=self.receiver.received,
             accept=self._accept_from_isolate,
             poll=lambda route, ack, resend_from: fire(route.poll, ack, resend_from),
-            ended=self._isolate_ended,
+            forget=self._isolate_ended,
         )
         self._pump = self._background.submit(self._relay_pump())
 
@@ -133,7 +141,7 @@ class MainRuntime:
         while True:
             batches, position_after = await acall(self.supervisor.take, position)
             for sender, seq, items in batches:
-                await self.receiver.deliver(sender, seq, items)
+                await self.receiver.open_and_accept(sender, seq, items)
             position = position_after
 
     def _on_control(self, record: Any) -> None:
@@ -141,7 +149,7 @@ class MainRuntime:
         if isinstance(record, PollMe):
             self.links.watch(record.isolate_id, record.route)
         elif isinstance(record, Ended):
-            self.receiver.forget(f"{record.isolate_id}{DIRECT_SENDER}")
+            self.receiver.forget(direct_sender(record.isolate_id))
             if self.endpoint is not None:
                 self.endpoint.forget(record.isolate_id)
         elif isinstance(record, StatusAsked):
@@ -155,7 +163,7 @@ class MainRuntime:
             self._ended_set.discard(self._ended[0])
         self._ended.append(isolate_id)
         self._ended_set.add(isolate_id)
-        for sender in (isolate_id, f"{isolate_id}/control"):
+        for sender in (isolate_id, control_sender(isolate_id)):
             self.receiver.forget(sender)  # its direct sequence: when the supervisor says Ended
         self.sender.outbox.forget(isolate_id)
         self.sender.controls.forget(isolate_id)

@@ -52,6 +52,7 @@ from .._transport.wire import (
     RemoveExitListener,
     SpawnRequest,
     StatusAsked,
+    control_sender,
     new_id,
 )
 from .host import IsolateHost, host_options
@@ -155,7 +156,7 @@ class Supervisor:
     def _relay_control(self, record: Control) -> None:
         """A control record of our own for the main isolate, in our own control sequence."""
         item: Item = (CONTROL_PORT, INLINE, record, None)
-        self._relay(f"{self._sender_id}/control", self._own_control_seq, [item])
+        self._relay(control_sender(self._sender_id), self._own_control_seq, [item])
         self._own_control_seq += 1
 
     def _send(self, port: SendPort[Any], encoded: Encoded) -> None:
@@ -270,13 +271,13 @@ class Supervisor:
         """Control records: for the supervisor, or for the main isolate (relayed to it).
 
         The main isolate's control port is this actor; records for it keep
-        their own sequence, as ``sender/control``.
+        their own sequence (``wire.control_sender``).
         """
         if destination == SUPERVISOR:
             self._controls.receive(sender, seq, records)
         else:
             items: list[Item] = [(CONTROL_PORT, INLINE, record, None) for record in records]
-            self._relay(f"{sender}/control", seq, items)
+            self._relay(control_sender(sender), seq, items)
 
     def _run_controls(self, records: list[Control]) -> None:
         for record in records:

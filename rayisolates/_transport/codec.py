@@ -8,7 +8,7 @@ sent. What crosses is one of:
 ``INLINE``  an immutable scalar or short ``str``/``bytes``, carried as is;
 ``PICKLED`` pickle bytes plus the Ray object refs and actor handles found
             inside, carried beside the bytes so Ray counts their references;
-``STORED``  a :class:`Stored` object ref: large messages are put into the
+``STORED``  a ``stored.Stored`` object ref: large messages are put into the
             object store once, and numpy buffers inside are then read
             without a copy.
 
@@ -37,8 +37,8 @@ import ray
 from ray import cloudpickle
 from ray.actor import ActorHandle
 
-from .sendable import unsendable_part
-from .stored import recall, remember
+from .sendable import refusal, unsendable_part
+from .stored import UNOPENED, Stored, recall
 from .wire import Encoded, Item
 
 __all__ = [
@@ -66,56 +66,6 @@ _INLINE_SIZED = frozenset({str, bytes})
 Message = tuple[int, Any]
 
 _local = threading.local()  # refs collected while pickling, or handed back while loading
-_UNOPENED: Any = object()
-
-
-class Stored:
-    """A value in Ray's object store: its ref, and the value once opened here.
-
-    The receiving transport opens it on arrival (see the module's note);
-    :meth:`open` reads it from the ref only where it came some other way.
-    """
-
-    __slots__ = ("_outcome", "ref")
-
-    def __init__(self, ref: ray.ObjectRef, outcome: Any = _UNOPENED) -> None:
-        self.ref = ref
-        self._outcome = outcome  # the value, or the exception opening it raised
-
-    def __reduce__(self) -> tuple[Any, tuple[ray.ObjectRef]]:
-        return Stored, (self.ref,)  # the value stays here; the ref travels
-
-    def opened(self, outcome: Any) -> None:
-        """Keep what opening the ref gave: its value, or the exception raised."""
-        self._outcome = outcome
-
-    def open(self) -> Any:
-        """The value (read from the object store unless it was opened on arrival)."""
-        if self._outcome is _UNOPENED:
-            try:
-                self._outcome = ray.get(self.ref)
-            except Exception as error:
-                self._outcome = error
-        return self._result()
-
-    async def open_async(self) -> Any:
-        """:meth:`open` for an event loop: a value not opened yet is awaited."""
-        if self._outcome is _UNOPENED:
-            try:
-                self._outcome = await self.ref
-            except Exception as error:
-                self._outcome = error
-        return self._result()
-
-    def _result(self) -> Any:
-        if isinstance(self._outcome, BaseException):
-            raise self._outcome
-        remember(self._outcome, self.ref)
-        return self._outcome
-
-    def __repr__(self) -> str:
-        state = "unopened" if self._outcome is _UNOPENED else "opened"
-        return f"<Stored {self.ref.hex()} {state}>"
 
 
 def _restore(index: int) -> Any:
@@ -124,8 +74,8 @@ def _restore(index: int) -> Any:
 
 def _restore_stored(index: int) -> Stored:
     stored = Stored(_local.restoring[index])
-    outcome = _local.opened.get(index, _UNOPENED)
-    if outcome is not _UNOPENED:
+    outcome = _local.opened.get(index, UNOPENED)
+    if outcome is not UNOPENED:
         stored.opened(outcome)
     return stored
 
@@ -222,8 +172,7 @@ def _problem(value: Any) -> str | None:
 
 
 def _unsendable(message: Any, action: str, error: Exception) -> TypeError:
-    part = unsendable_part(message, "message", _problem) or f"message ({error})"
-    return TypeError(f"{action} cannot send {part}; nothing was sent")
+    return refusal(action, unsendable_part(message, "message", _problem) or f"message ({error})")
 
 
 def encode(message: Any, action: str = "SendPort.send()", *, store: bool = True) -> Encoded:

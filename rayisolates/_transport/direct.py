@@ -46,11 +46,13 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .codec import STORED
 from .rpc import soon
 
 __all__ = [
@@ -66,52 +68,75 @@ __all__ = [
 _LENGTH = struct.Struct("!I")
 _READ_SIZE = 1 << 18
 _CONNECT_SECONDS = 2.0
-_STORED = 2  # _codec.STORED: an object-store reference
+_STALE_SECONDS = 10.0  # a socket older than this that nobody listens on was left by the dead
 
 
 def direct_folder(node_id: str, base: str | None = None) -> Path | None:
     """This user's folder of sockets for ``node_id``, made private; ``None`` if it is not ours.
 
     A folder someone else owns or can enter would let them in: then no
-    direct channel is used at all (everything goes over Ray).
+    direct channel is used at all (everything goes over Ray). The folder is
+    removed by the last endpoint on the node to close (:meth:`Endpoint.close`),
+    and made again by the next.
     """
     root = Path(base or tempfile.gettempdir()) / f"rayisolates-{os.getuid()}"
     folder = root / node_id[:16]
-    for path in (root, folder):
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)
-        info = path.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-            print(
-                f"rayisolates: {path} is not a private folder of this user; "
-                "messages between isolates on this node go over Ray",
-                file=sys.stderr,
-            )
-            return None
-    return folder
+    return folder if _private(root) and _private(folder) else None
 
 
-def sweep(folder: Path) -> int:
-    """Remove sockets nobody listens on any more (their isolates were killed); how many."""
+def _private(path: Path) -> bool:
+    """Make ``path`` a folder only this user can enter, or find it is one; whether it is."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        print(
+            f"rayisolates: {path} is not a private folder of this user; "
+            "messages between isolates on this node go over Ray",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def sweep(folder: Path, min_age: float = _STALE_SECONDS) -> int:
+    """Remove what ended processes left behind; how many sockets.
+
+    In ``folder`` (this node's) and in every other node's folder beside it:
+    sockets nobody listens on that were made more than ``min_age`` seconds
+    ago (a socket made just now may not listen yet), then the other nodes'
+    folders that are left empty (nodes that are gone, or have no isolate now).
+    """
     removed = 0
-    for path in folder.glob("*.sock"):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except ConnectionRefusedError:
+    others = [path for path in folder.parent.iterdir() if path.is_dir() and path != folder]
+    for node in [folder, *others]:
+        for path in node.glob("*.sock"):
             with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-        except OSError:
-            pass
-        finally:
-            probe.close()
+                if time.time() - path.lstat().st_mtime >= min_age and not _listening(path):
+                    path.unlink()
+                    removed += 1
+        if node is not folder:
+            with contextlib.suppress(OSError):
+                node.rmdir()  # only if empty
     return removed
+
+
+def _listening(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        return True  # not ours to judge
+    finally:
+        probe.close()
+    return True
 
 
 def portable(batch: list[Any]) -> bool:
     """Whether a batch of encoded messages can travel outside Ray (no object refs in it)."""
-    return all(item[1] != _STORED and not item[3] for item in batch)
+    return all(item[1] != STORED and not item[3] for item in batch)
 
 
 def _frame(value: Any) -> bytes:
@@ -302,7 +327,13 @@ class Endpoint:
             with contextlib.suppress(FileNotFoundError):
                 self._path.unlink()
             self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._listener.bind(str(self._path))
+            for attempt in range(3):
+                try:
+                    self._listener.bind(str(self._path))
+                    break
+                except FileNotFoundError:  # the last endpoint here removed the folder just now
+                    if attempt == 2 or not _private(folder):
+                        raise
             self._listener.listen(256)
             self._selector.register(self._listener, selectors.EVENT_READ, "listener")
         self._thread = threading.Thread(target=self._run, name="rayisolates-direct", daemon=True)
@@ -374,11 +405,6 @@ class Endpoint:
             peer = self._peers.pop(destination, None)
         if peer is not None:
             peer.break_off()
-
-    def peers(self) -> int:
-        """How many destinations this endpoint keeps a channel (or a "not here") for."""
-        with self._lock:
-            return len(self._peers)
 
     # The reading thread -----------------------------------------------------------
 
@@ -555,6 +581,8 @@ class Endpoint:
         if self._path is not None:
             with contextlib.suppress(OSError):
                 self._path.unlink()
+        with contextlib.suppress(OSError):
+            self._folder.rmdir()  # the node's last endpoint: nothing is left in it
         with contextlib.suppress(OSError):
             self._waker.send(b"\0")
         if threading.current_thread() is not self._thread:

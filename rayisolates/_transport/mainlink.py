@@ -36,12 +36,12 @@ The isolate's side, :class:`HostLink`::
          |    so that the driver's next poll brings its newest ack
          |  all acknowledged (or CONFIRM_SECONDS passed)
          v
-      ended: polls answer ENDED; the driver stops polling
+      ended: polls answer LAST_ANSWER; the driver stops polling
 
 The driver's side, :class:`DriverLinks`, per isolate::
 
       (none) --watch--> polling --answer--> polling (re-poll at once)
-                          |  \\--ENDED or actor dead--> (none): sender forgotten
+                          |  \\--LAST_ANSWER or actor dead--> (none): forgotten
                           \\--unavailable--> polling again after backoff,
                                             with resend_from (its reply is lost)
 """
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .rpc import DEAD, RETRY, OnDone, backoff, later, outcome, soon, when_done
-from .wire import ENDED, Item, LinkAnswer
+from .wire import LAST_ANSWER, Item, LinkAnswer
 
 __all__ = [
     "CONFIRM_SECONDS",
@@ -134,7 +134,7 @@ class HostLink:
             self._acknowledge(ack, resend_from)
             while True:
                 if self._ended:
-                    return ENDED
+                    return LAST_ANSWER
                 if self._has_new():
                     if self._collecting:
                         remaining = self._collect_deadline - self._clock()
@@ -182,7 +182,7 @@ class HostLink:
             return not self._queue and not self._unacked
 
     def end(self) -> None:
-        """The isolate has ended: polls answer ``ENDED``."""
+        """The isolate has ended: polls answer ``LAST_ANSWER``."""
         with self._changed:
             self._ended = True
             self._changed.notify_all()
@@ -245,7 +245,7 @@ class DriverLinks:
         received: The last batch of an isolate received in order (-1: none).
         accept: Takes one batch ``(isolate_id, seq, items)`` for the inbox.
         poll: Makes one poll call; see :data:`Poll`.
-        ended: Called once an isolate has ended or died (forget its state).
+        forget: Called once an isolate has ended or died: forget its state.
         schedule: Runs a callback after a delay (polls back off after failures).
         on_done: Runs a callback once a poll's future is done (off Ray's thread).
         start: Runs the first poll of an isolate (off Ray's thread: ``watch``
@@ -257,7 +257,7 @@ class DriverLinks:
         received: Callable[[str], int],
         accept: Callable[[str, int, list[Item]], None],
         poll: Poll,
-        ended: Callable[[str], None],
+        forget: Callable[[str], None],
         schedule: Callable[[float, Callable[[], None]], None] = later,
         on_done: OnDone = when_done,
         start: Callable[[Callable[[], None]], None] = soon,
@@ -265,7 +265,7 @@ class DriverLinks:
         self._received = received
         self._accept = accept
         self._poll_call = poll
-        self._ended = ended
+        self._forget = forget
         self._schedule = schedule
         self._on_done = on_done
         self._start = start
@@ -326,7 +326,7 @@ class DriverLinks:
         if error is None:
             answer: LinkAnswer = done.result()
             self.answered(isolate_id, answer)
-            if answer.ended:
+            if answer.last:
                 self._drop(isolate_id)
             else:
                 self._poll(isolate_id, link, attempt=1)
@@ -341,4 +341,4 @@ class DriverLinks:
     def _drop(self, isolate_id: str) -> None:
         with self._lock:
             self._links.pop(isolate_id, None)
-        self._ended(isolate_id)
+        self._forget(isolate_id)

@@ -7,14 +7,17 @@ the sending thread, so a lone message is never delayed; otherwise messages
 gather, and each completed call sends all that gathered as one batch. A fast
 sender so gets larger batches rather than more calls. Nothing here waits for
 an event loop: a sender busy in a long synchronous computation still gets
-its messages out (completions arrive on Ray's callback thread).
+its messages out (completions come on the transport's own completions
+thread, or a direct channel's reading thread).
 
-Each batch carries the channel's next sequence number; the receiver puts
-batches back in order and drops duplicates (``_inbox``). So a call that
-fails with "may or may not have been executed" is simply made again, with
-the same batch and number, until it is delivered or the destination is
-known dead (``_rpc.outcome``). A dead destination drops what is queued for
-it, as Dart drops messages to a closed port.
+The call is whatever ``transmit`` makes of a batch: a write on a direct
+channel on the same node, or a Ray actor call (``direct.direct_first``
+chooses). Each batch carries the channel's next sequence number; the
+receiver puts batches back in order and drops duplicates (``inbox``). So a
+call that fails with "may or may not have been executed" is simply made
+again, with the same batch and number, until it is delivered or the
+destination is known dead (``rpc.outcome``). A dead destination drops what
+is queued for it, as Dart drops messages to a closed port.
 
 Channel states, per destination::
 
@@ -204,12 +207,6 @@ class Outbox(Generic[T]):
         finally:
             with self._lock:
                 self._watchers.discard(wake)
-
-    def is_dead(self, destination: str) -> bool:
-        """Whether ``destination`` is known to have ended."""
-        with self._lock:
-            channel = self._channels.get(destination)
-            return channel is not None and channel.dead
 
     def forget(self, destination: str) -> None:
         """Drop the channel to a destination that has ended."""

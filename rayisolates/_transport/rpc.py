@@ -46,9 +46,9 @@ __all__ = [
     "call",
     "call_in_background",
     "fire",
-    "inline",
     "later",
     "outcome",
+    "ready_for_finalizers",
     "soon",
     "transmit_batch",
     "transmit_controls",
@@ -125,14 +125,18 @@ class _Completions:
         self._thread: threading.Thread | None = None
 
     def put(self, callback: Callable[[], None]) -> None:
+        """Queue ``callback``; once the thread runs, nothing here takes a lock."""
+        self._queue.put(callback)  # a SimpleQueue: safe even inside a finalizer
         if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="rayisolates-completions", daemon=True
-                    )
-                    self._thread.start()
-        self._queue.put(callback)
+            self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="rayisolates-completions", daemon=True
+                )
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -159,11 +163,6 @@ def when_done(future: concurrent.futures.Future[Any], callback: Callable[[Any], 
         future.add_done_callback(callback)
     else:
         future.add_done_callback(lambda done: _completions.put(lambda: callback(done)))
-
-
-def inline(future: concurrent.futures.Future[Any], callback: Callable[[Any], None]) -> None:
-    """Run ``callback(future)`` on whatever thread completes it (only for futures not Ray's)."""
-    future.add_done_callback(callback)
 
 
 def later(delay: float, callback: Callable[[], None]) -> None:
@@ -231,8 +230,18 @@ def transmit_controls(
 
 
 def soon(callback: Callable[[], None]) -> None:
-    """Run ``callback`` on the completions thread (for calls wanted from Ray's thread)."""
+    """Run ``callback`` on the completions thread (for calls wanted from Ray's thread).
+
+    Safe in a finalizer, which may run inside any code of ours (a send holding
+    a lock included), once :func:`ready_for_finalizers` has run: it then only
+    puts on a lock-free queue.
+    """
     _completions.put(callback)
+
+
+def ready_for_finalizers() -> None:
+    """Start the completions thread now, so that :func:`soon` takes no lock later."""
+    _completions.start()
 
 
 def call_in_background(method: Any, *args: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ray import cloudpickle
 
-__all__ = ["unsendable_call", "unsendable_part"]
+__all__ = ["refusal", "unsendable_call", "unsendable_part"]
 
 _MAX_DEPTH = 6
 
@@ -79,3 +79,10 @@ def unsendable_call(fn: Any, args: tuple[Any, ...]) -> str | None:
         if part is not None:
             return part
     return None
+
+
+def refusal(action: str, part: str, consequence: str = "nothing was sent") -> TypeError:
+    """The one wording of every "cannot send" error: what refused, what, and what became
+    of the call (``"IsolatePool.run() cannot send argument 1 (...): ...; nothing was
+    submitted"``)."""
+    return TypeError(f"{action} cannot send {part}; {consequence}")

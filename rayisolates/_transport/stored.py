@@ -1,4 +1,7 @@
-"""Values that came out of Ray's object store, remembered with their object refs.
+"""Values in Ray's object store: a stored message, and values remembered with their refs.
+
+:class:`Stored` is how a large message travels: its object ref, and, once
+the receiving transport has opened it, its value (see ``codec``).
 
 Sending such a value again (forwarding a large array received from another
 isolate, or one returned by ``Isolate.run``) passes the same object ref
@@ -18,8 +21,9 @@ from typing import Any
 
 import ray
 
-__all__ = ["recall", "remember"]
+__all__ = ["UNOPENED", "Stored", "recall", "remember"]
 
+UNOPENED: Any = object()  # a stored value's outcome before it is opened
 _lock = threading.Lock()
 _refs: dict[int, tuple[weakref.ref[Any], ray.ObjectRef]] = {}
 
@@ -65,3 +69,52 @@ def recall(value: Any) -> ray.ObjectRef | None:
     if entry is None or entry[0]() is not value:
         return None
     return entry[1]
+
+
+class Stored:
+    """A value in Ray's object store: its ref, and the value once opened here.
+
+    The receiving transport opens it on arrival (see the module's note);
+    :meth:`open` reads it from the ref only where it came some other way.
+    """
+
+    __slots__ = ("_outcome", "ref")
+
+    def __init__(self, ref: ray.ObjectRef, outcome: Any = UNOPENED) -> None:
+        self.ref = ref
+        self._outcome = outcome  # the value, or the exception opening it raised
+
+    def __reduce__(self) -> tuple[Any, tuple[ray.ObjectRef]]:
+        return Stored, (self.ref,)  # the value stays here; the ref travels
+
+    def opened(self, outcome: Any) -> None:
+        """Keep what opening the ref gave: its value, or the exception raised."""
+        self._outcome = outcome
+
+    def open(self) -> Any:
+        """The value (read from the object store unless it was opened on arrival)."""
+        if self._outcome is UNOPENED:
+            try:
+                self._outcome = ray.get(self.ref)
+            except Exception as error:
+                self._outcome = error
+        return self._result()
+
+    async def open_async(self) -> Any:
+        """:meth:`open` for an event loop: a value not opened yet is awaited."""
+        if self._outcome is UNOPENED:
+            try:
+                self._outcome = await self.ref
+            except Exception as error:
+                self._outcome = error
+        return self._result()
+
+    def _result(self) -> Any:
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        remember(self._outcome, self.ref)
+        return self._outcome
+
+    def __repr__(self) -> str:
+        state = "unopened" if self._outcome is UNOPENED else "opened"
+        return f"<Stored {self.ref.hex()} {state}>"

@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL_PORT",
-    "DIRECT_SENDER",
-    "ENDED",
+    "LAST_ANSWER",
     "LOOP",
     "MAIN",
     "RUNS_ON",
@@ -65,8 +64,9 @@ __all__ = [
     "SetErrorsFatal",
     "SpawnRequest",
     "StatusAsked",
+    "control_sender",
+    "direct_sender",
     "is_main",
-    "is_spawned",
     "new_id",
     "runs_on",
     "sender_isolate",
@@ -84,9 +84,20 @@ Batch = tuple[int, list[Item]]
 Encoded = tuple[int, Any, list[Any] | None]
 
 
-# The sender id of what a spawned isolate sends the main isolate directly (not
-# over the link): "<isolate id>/direct", a sequence of its own.
-DIRECT_SENDER = "/direct"
+# Sender ids. Every sender id names one sequence space per destination. An
+# isolate sends as its id; besides that, a spawned isolate sends the main
+# isolate directly (not over the link) as "<isolate id>/direct", and control
+# records for the main isolate are relayed as "<sender>/control".
+
+
+def direct_sender(isolate_id: str) -> str:
+    """The sender id of what a spawned isolate sends the main isolate directly."""
+    return f"{isolate_id}/direct"
+
+
+def control_sender(sender: str) -> str:
+    """The sender id of ``sender``'s control records for the main isolate (relayed)."""
+    return f"{sender}/control"
 
 
 def sender_isolate(sender: str) -> str:
@@ -112,11 +123,6 @@ def new_id(kind: str) -> str:
 def is_main(isolate_id: str) -> bool:
     """Whether ``isolate_id`` names a main isolate (a driver)."""
     return isolate_id.startswith("main-")
-
-
-def is_spawned(isolate_id: str) -> bool:
-    """Whether ``isolate_id`` names a spawned isolate (a host actor)."""
-    return isolate_id.startswith("isolate-")
 
 
 # Control records ------------------------------------------------------------
@@ -283,16 +289,14 @@ class LinkAnswer:
 
     Attributes:
         batches: Batches not handed over before (or again, when asked to resend).
-        ending: The isolate is ending: acknowledge promptly.
-        ended: Everything was acknowledged and the isolate ends: stop polling.
+        last: Everything was acknowledged and the isolate ends: stop polling.
     """
 
     batches: tuple[Batch, ...] = ()
-    ending: bool = False
-    ended: bool = False
+    last: bool = False
 
 
-ENDED = LinkAnswer(ended=True)
+LAST_ANSWER = LinkAnswer(last=True)  # what every poll of an ended isolate gets
 
 
 # Spawning -------------------------------------------------------------------

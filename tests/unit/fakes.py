@@ -35,7 +35,7 @@ class Call:
     batch: list[Any]
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
-    def deliver(self, result: Any = None) -> None:
+    def succeed(self, result: Any = None) -> None:
         self.future.set_result(result)
 
     def fail(self, error: BaseException) -> None:
@@ -57,6 +57,12 @@ class Calls:
 
     def pending(self) -> list[Call]:
         return [call for call in self.made if not call.future.done()]
+
+
+def inline(future: concurrent.futures.Future[Any], callback: Callable[[Any], None]) -> None:
+    """An ``on_done`` that runs ``callback(future)`` on whatever thread completes it (the
+    transport hands completions to a thread of its own; these futures are not Ray's)."""
+    future.add_done_callback(callback)
 
 
 class Later:

@@ -8,9 +8,8 @@ from rayisolates._context.sender import Sender
 from rayisolates._sendport import SendPort
 from rayisolates._transport.mainlink import HostLink
 from rayisolates._transport.outbox import Outbox
-from rayisolates._transport.rpc import inline
 
-from ..fakes import Calls, Later
+from ..fakes import Calls, Later, inline
 
 MAIN = "main-1"
 
@@ -50,7 +49,7 @@ def test_a_reachable_main_isolate_gets_messages_directly_from_the_first() -> Non
         sender.send(to_main(), encoded(n))
     assert link.drained()
     assert [call.route for call in main_calls.made] == ["supervisor"] * len(main_calls.made)
-    main_calls.made[0].deliver()
+    main_calls.made[0].succeed()
     assert sent_directly(main_calls) == [0, 1, 2]
 
 
@@ -79,7 +78,7 @@ def test_the_switch_waits_until_the_driver_has_what_went_over_the_link() -> None
     link.acknowledge(second[0], None)
     sender.send(to_main(), encoded(3))  # the driver has everything: direct from now on
     sender.send(to_main(), encoded(4))
-    main_calls.made[0].deliver()
+    main_calls.made[0].succeed()
     assert sent_directly(main_calls) == [3, 4]
     assert link.drained()
 

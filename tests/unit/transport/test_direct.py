@@ -305,7 +305,7 @@ def test_sweep_removes_only_sockets_nobody_listens_on(
     left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     left.bind(str(folder / "killed.sock"))
     left.close()
-    assert sweep(folder) == 1
+    assert sweep(folder, min_age=0) == 1
     assert sorted(path.name for path in folder.iterdir()) == ["b.sock"]
 
 
@@ -343,3 +343,52 @@ def test_a_loop_can_read_what_arrives_while_acknowledgements_stay_on_the_thread(
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+def test_the_last_endpoint_to_close_removes_the_nodes_folder(tmp_path: Path) -> None:
+    folder = direct_folder(NODE, base=str(tmp_path))
+    assert folder is not None
+    first, second = Endpoint(folder, "a", Received()), Endpoint(folder, "b", Received())
+    first.close()
+    assert sorted(path.name for path in folder.iterdir()) == ["b.sock"]
+    second.close()
+    assert not folder.exists()
+    again = direct_folder(NODE, base=str(tmp_path))  # the next isolate on the node makes it anew
+    assert again == folder and folder.is_dir()
+    third = Endpoint(folder, "c", Received())
+    third.close()
+    assert not folder.exists()
+
+
+def test_an_endpoint_binds_even_if_the_folder_went_away_meanwhile(tmp_path: Path) -> None:
+    folder = direct_folder(NODE, base=str(tmp_path))
+    assert folder is not None
+    folder.rmdir()  # as by the node's last endpoint closing between direct_folder and bind
+    endpoint = Endpoint(folder, "a", Received())
+    assert (folder / "a.sock").exists()
+    endpoint.close()
+
+
+def test_sweep_removes_stale_sockets_and_empty_folders_of_other_nodes(tmp_path: Path) -> None:
+    here = direct_folder(NODE, base=str(tmp_path))
+    gone = direct_folder("gone-node-00000000", base=str(tmp_path))
+    fresh = direct_folder("fresh-node-0000000", base=str(tmp_path))
+    live = direct_folder("live-node-00000000", base=str(tmp_path))
+    assert here and gone and fresh and live
+    long_ago = time.time() - 3600
+    for node, name in ((gone, "dead"), (fresh, "starting"), (here, "killed")):
+        left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        left.bind(str(node / f"{name}.sock"))
+        left.close()
+        if name != "starting":
+            os.utime(node / f"{name}.sock", (long_ago, long_ago))
+    listening = Endpoint(live, "alive", Received())
+    os.utime(live / "alive.sock", (long_ago, long_ago))
+    try:
+        assert sweep(here) == 2  # dead and killed; the fresh one may not listen yet
+        assert not gone.exists()
+        assert [path.name for path in fresh.iterdir()] == ["starting.sock"]
+        assert [path.name for path in live.iterdir()] == ["alive.sock"]
+        assert here.is_dir() and not list(here.iterdir())  # its own node's folder stays
+    finally:
+        listening.close()

@@ -12,10 +12,9 @@ import pytest
 
 from rayisolates._transport.inbox import Inbox
 from rayisolates._transport.mainlink import DriverLinks, HostLink
-from rayisolates._transport.rpc import inline
-from rayisolates._transport.wire import ENDED, Item, LinkAnswer
+from rayisolates._transport.wire import LAST_ANSWER, Item, LinkAnswer
 
-from ..fakes import died, unavailable
+from ..fakes import died, inline, unavailable
 
 WAIT = 5.0
 
@@ -130,7 +129,7 @@ def test_an_ending_isolate_comes_back_for_acks_then_answers_ended() -> None:
     time.sleep(0.05)
     assert host.link.drained() and not polling.done()
     host.link.end()
-    assert polling.result(WAIT) is ENDED
+    assert polling.result(WAIT) is LAST_ANSWER
 
 
 class Driver:
@@ -148,7 +147,7 @@ class Driver:
             received=self.received,
             accept=self.accept,
             poll=self.poll,
-            ended=lambda isolate_id: self.ended.set(),
+            forget=lambda isolate_id: self.ended.set(),
             schedule=lambda delay, callback: threading.Timer(delay, callback).start(),
             on_done=inline,
             start=lambda first_poll: first_poll(),
