@@ -137,12 +137,11 @@ class _Engine:
             try:
                 value = open_encoded(answer)
             except Exception as error:  # it cannot be rebuilt here (a class this process lacks)
-                ok, value = (
-                    False,
-                    RemoteError(
-                        f"its result cannot be rebuilt here: {type(error).__name__}: {error}", ""
-                    ),
-                )
+                with self.lock:
+                    what = self.state.what(task_id)
+                cause = f"{type(error).__name__}: {error}"
+                ok = False
+                value = RemoteError(f"{what}: its result cannot be rebuilt here: {cause}")
             self.event(self.state.finished, task_id, value, ok, seconds)
 
     def _carry_out(self) -> None:

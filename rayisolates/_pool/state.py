@@ -389,6 +389,11 @@ class PoolState:
             "retried": self._counts["retried"],
         }
 
+    def what(self, task_id: int) -> str:
+        """How task ``task_id`` is named in errors."""
+        task = self._tasks.get(task_id)
+        return "a task" if task is None else task.what
+
     def members(self) -> list[Member]:
         """The members the pool knows (for checks)."""
         return list(self._members.values())

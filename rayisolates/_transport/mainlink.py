@@ -7,7 +7,9 @@ thread of the isolate's actor (not its event loop) until there is something
 to hand over. When the driver itself calls the isolate (``deliver`` from
 main), the reply to that call also carries what the isolate's handlers sent
 back meanwhile, so a request and its answer cost one Ray call, as a raw
-actor method does.
+actor method does. (An isolate on the driver's node leaves the link for the
+driver's direct channel once the link holds nothing unacknowledged: see
+``_context.sender``; the link stays the way between nodes.)
 
 Every batch for the main isolate is numbered (one sequence per isolate) and
 kept until the driver acknowledges it. Every call from the driver carries
