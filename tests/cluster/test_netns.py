@@ -216,9 +216,11 @@ def test_ring_and_cross_node_tests_with_the_driver_in_a_namespace(
 
 
 def test_the_script_refuses_bad_requests_clearly(netns_cluster: NetnsCluster) -> None:
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    # As nobody, the script is read from stdin: a clone in a private folder (as users
+    # make them) cannot be entered by anyone else.
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s", "--"]
     refusals = {
-        (*nobody, str(SCRIPT), "up", "3", "--state", "/tmp/ri-ns-nobody"): "must run as root",
+        (*nobody, "up", "3", "--state", "/tmp/ri-ns-nobody"): "must run as root",
         (str(SCRIPT), "up", "0", "--state", "/tmp/ri-ns-zero"): "node count from 1 to 26",
         (str(SCRIPT), "up", "3", "--prefix", "Bad-Prefix"): "--prefix must be",
         (str(SCRIPT), "cut", "--state", str(netns_cluster.state), "c"): "no node 'c'",
@@ -228,7 +230,16 @@ def test_the_script_refuses_bad_requests_clearly(netns_cluster: NetnsCluster) ->
         (str(SCRIPT), "frobnicate"): "netns-cluster.sh up N",
     }
     for command, message in refusals.items():
-        refused = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        as_nobody = command[0] == "setpriv"
+        refused = subprocess.run(
+            command,
+            input=SCRIPT.read_text() if as_nobody else None,
+            cwd="/" if as_nobody else None,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
         assert message in refused.stderr, (command, refused.stderr)
     # Nothing of the running cluster was touched.
