@@ -7,6 +7,9 @@ a call this library makes and repeats itself, such as a spawn
 completes it, it is completed on a thread of ours, never on Ray's callback
 thread, so callbacks added to it may do anything. No Ray error reaches a
 caller: the outcome is translated (``_errors.from_ray``) before it is set.
+Someone already waiting for an ``Isolate.run`` result (``result()``,
+``await``) waits on Ray's object directly, in their own thread or loop, and
+completes the future from there: a round trip costs what a raw task's does.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 import ray
+from ray import exceptions as ray_errors
 
 from ._errors import from_ray
 from ._transport.rpc import when_done
@@ -71,12 +75,9 @@ class IsolateFuture(concurrent.futures.Future[R]):
             try:
                 value = done.result()
             except BaseException as error:
-                future._fail(
-                    from_ray(error, cancelled=concurrent.futures.CancelledError, what=what)
-                )
+                future._ray_failed(error)
             else:
-                remember(value, ref)
-                future._succeed(value)
+                future._ray_value(value)
 
         when_done(ref.future(), ready)
         return future
@@ -111,6 +112,16 @@ class IsolateFuture(concurrent.futures.Future[R]):
         call.add_done_callback(completed)
         return future
 
+    def _ray_value(self, value: R) -> None:
+        """The ``Isolate.run`` task's value (kept with its ref, to pass on without a copy)."""
+        assert self._ref is not None
+        remember(value, self._ref)
+        self._succeed(value)
+
+    def _ray_failed(self, error: BaseException) -> None:
+        """The ``Isolate.run`` task failed: as our error, never Ray's."""
+        self._fail(from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what))
+
     def _succeed(self, value: R) -> None:
         """Complete with ``value``, unless cancelled meanwhile."""
         with contextlib.suppress(concurrent.futures.InvalidStateError):
@@ -133,6 +144,8 @@ class IsolateFuture(concurrent.futures.Future[R]):
             RemoteError: The isolate ended without a result.
             Exception: Whatever the work itself raised, as its own type.
         """
+        if self._ref is not None and not self.done():
+            self._get(timeout)  # in this thread: no hop through ours
         try:
             return super().result(timeout)
         except TimeoutError:
@@ -140,8 +153,36 @@ class IsolateFuture(concurrent.futures.Future[R]):
                 raise  # the work's own (a pool task past its timeout)
             raise TimeoutError(f"{self._what} did not finish in time") from None
 
+    def _get(self, timeout: float | None) -> None:
+        """Wait for an ``Isolate.run`` task's object right here, and complete with it."""
+        assert self._ref is not None
+        try:
+            value = ray.get(self._ref, timeout=timeout)
+        except ray_errors.GetTimeoutError:
+            return  # result() says it ran out
+        except ray_errors.RayError as error:
+            self._fail(
+                from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
+            )
+        else:
+            remember(value, self._ref)
+            self._succeed(value)
+
     def __await__(self) -> Generator[Any, None, R]:
-        return asyncio.wrap_future(self).__await__()
+        return self._awaited().__await__()
+
+    async def _awaited(self) -> R:
+        if self._ref is not None and not self.done():
+            try:  # on this loop: no hop through a thread of ours
+                value = await self._ref
+            except ray_errors.RayError as error:
+                self._fail(
+                    from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
+                )
+            else:
+                remember(value, self._ref)
+                self._succeed(value)
+        return await asyncio.wrap_future(self)
 
     def cancel(self) -> bool:
         """Cancel the work if it has not finished; a running one is stopped.
