@@ -34,17 +34,13 @@ class Granted:
         else:
             self.left += message
 
-    @property
-    def waiting(self) -> bool:
-        """Whether the producer must wait for credits before it makes another item."""
-        return self.left <= 0 and not self.stopped
-
-    def spend(self) -> bool:
-        """Spend a credit on the next item; ``False`` once stopped (make no more)."""
+    def spend(self) -> bool | None:
+        """Spend a credit on the next item: ``True``; ``None``: none left, wait for more;
+        ``False``: stopped, make no more. (One call per item: the producer's hot path.)"""
         if self.stopped:
             return False
         if self.left <= 0:
-            raise RuntimeError("a stream's producer spent a credit it did not have")
+            return None
         self.left -= 1
         return True
 

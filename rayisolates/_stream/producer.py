@@ -42,10 +42,10 @@ class _Credits:
 
     async def take(self) -> bool:
         """Wait for a credit and spend it; ``False`` once the consumer has stopped."""
-        while self.granted.waiting:
+        while (spent := self.granted.spend()) is None:
             self._changed.clear()
             await self._changed.wait()
-        return self.granted.spend()
+        return spent
 
 
 async def produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:

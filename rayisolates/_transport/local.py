@@ -38,10 +38,12 @@ class LocalChannel:
         self._pending: list[Item] = []
         self._scheduled = False
         self._seq = 0
+        self.added = 0  # items added so far, under the lock
 
     def add(self, item: Item) -> None:
         """Queue ``item``; it is handed over on the loop's next turn."""
         with self._lock:
+            self.added += 1
             self._pending.append(item)
             if self._scheduled:
                 return

@@ -114,12 +114,14 @@ class HostLink:
         self._collect_deadline = 0.0
         self._ending = False
         self._ended = False
+        self.added = 0  # messages added so far, under the lock
 
     # Any thread --------------------------------------------------------------
 
     def add(self, item: Item) -> None:
         """Queue one message for the main isolate."""
         with self._changed:
+            self.added += 1
             self._queue.append(item)
             request = not self._polled and not self._poll_requested
             self._poll_requested = self._poll_requested or request

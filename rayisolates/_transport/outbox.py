@@ -97,10 +97,12 @@ class Outbox(Generic[T]):
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel[T]] = {}
         self._watchers: set[Callable[[], None]] = set()
+        self.added = 0  # items added so far, under the lock (dropped ones too)
 
     def add(self, destination: str, route: Any, item: T) -> None:
         """Queue ``item`` for ``destination``; it leaves now or when a batch completes."""
         with self._lock:
+            self.added += 1
             channel = self._channels.get(destination)
             if channel is None:
                 channel = self._channels[destination] = _Channel(route)

@@ -38,7 +38,7 @@ class Flow:
 
     def moves(self) -> list[str]:
         moves = []
-        if self.made < self.wanted and not self.granted.waiting and not self.granted.stopped:
+        if self.made < self.wanted and self.granted.left > 0 and not self.granted.stopped:
             moves.append("make")
         if self.items:
             moves.append("carry")
@@ -49,7 +49,7 @@ class Flow:
         return moves
 
     def make(self) -> None:
-        assert self.granted.spend()
+        assert self.granted.spend() is True
         self.items.append(self.made)
         self.made += 1
 
@@ -84,7 +84,7 @@ def check_flow(seed: int) -> None:
         getattr(flow, flow.rng.choice(moves))()
         flow.check()
     if flow.stopped:  # the stop arrived: nothing more is made
-        assert flow.granted.stopped and not flow.granted.spend()
+        assert flow.granted.stopped and flow.granted.spend() is False
     else:
         assert flow.taken == flow.made == flow.wanted, f"seed {seed}: stalled"
 
@@ -95,12 +95,14 @@ def test_credits_bound_what_is_made_and_never_stall(chunk: int) -> None:
         check_flow(seed)
 
 
-def test_spending_a_credit_not_held_is_a_bug_of_ours() -> None:
+def test_spending_says_whether_to_make_wait_or_stop() -> None:
     granted = Granted(1)
-    assert granted.spend()
-    assert granted.waiting
-    with pytest.raises(RuntimeError, match="did not have"):
-        granted.spend()
+    assert granted.spend() is True
+    assert granted.spend() is None  # none left: wait
+    granted.received(2)
+    assert granted.spend() is True
+    granted.received(None)
+    assert granted.spend() is False and granted.left == 1
 
 
 def test_credits_go_back_in_quarters_of_the_buffer() -> None:
