@@ -157,16 +157,11 @@ class IsolateFuture(concurrent.futures.Future[R]):
         """Wait for an ``Isolate.run`` task's object right here, and complete with it."""
         assert self._ref is not None
         try:
-            value = ray.get(self._ref, timeout=timeout)
+            self._ray_value(ray.get(self._ref, timeout=timeout))
         except ray_errors.GetTimeoutError:
-            return  # result() says it ran out
+            pass  # result() says it ran out
         except ray_errors.RayError as error:
-            self._fail(
-                from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
-            )
-        else:
-            remember(value, self._ref)
-            self._succeed(value)
+            self._ray_failed(error)
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._awaited().__await__()
@@ -174,14 +169,9 @@ class IsolateFuture(concurrent.futures.Future[R]):
     async def _awaited(self) -> R:
         if self._ref is not None and not self.done():
             try:  # on this loop: no hop through a thread of ours
-                value = await self._ref
+                self._ray_value(await self._ref)
             except ray_errors.RayError as error:
-                self._fail(
-                    from_ray(error, cancelled=concurrent.futures.CancelledError, what=self._what)
-                )
-            else:
-                remember(value, self._ref)
-                self._succeed(value)
+                self._ray_failed(error)
         return await asyncio.wrap_future(self)
 
     def cancel(self) -> bool:
