@@ -73,7 +73,8 @@ def status(address: str, *options: str) -> subprocess.CompletedProcess[str]:
 
 def our_driver(program: dict[str, Any]) -> dict[str, Any]:
     """The program's entry in ``status --json``, once every flood message has arrived
-    (they are in flight a moment after the program said ready)."""
+    (they are in flight a moment after the program said ready) and both pool members
+    are listed (the second may still be starting: the first can run every task)."""
     deadline = time.monotonic() + 60
     while True:
         done = status(program["address"], "--json")
@@ -81,8 +82,11 @@ def our_driver(program: dict[str, Any]) -> dict[str, Any]:
         (driver,) = [
             d for d in json.loads(done.stdout)["drivers"] if d["job_id"] == program["job_id"]
         ]
-        flooded = by_name(driver)["status-flooded"]
-        if flooded["queued"] == FLOOD or time.monotonic() > deadline:
+        isolates = by_name(driver)
+        members = {"status-pool-0", "status-pool-1"} <= set(isolates)
+        if (isolates["status-flooded"]["queued"] == FLOOD and members) or (
+            time.monotonic() > deadline
+        ):
             found: dict[str, Any] = driver
             return found
         time.sleep(0.2)
