@@ -594,3 +594,30 @@ def locked_talker(job: tuple[SendPort[Any], SendPort[Any], int, int]) -> None:
     report.send(("inbox", talker.inbox.send_port))
     threading.Thread(target=talker.under_the_lock, args=(rounds,), daemon=True).start()
     threading.Thread(target=talker.finish, daemon=True).start()
+
+
+def carry_out(
+    isolate: Isolate, worker: SendPort[Any], pongs: SendPort[Any], steps: list[Any]
+) -> None:
+    """Carry out a script of sends and control records on ``isolate``, without waiting.
+
+    Each step is ``("send", message)`` to ``worker``, ``("pause", capability)``,
+    ``("resume", capability)`` or ``("ping", response)`` (to ``pongs``,
+    ``BEFORE_NEXT_EVENT``).
+    """
+    for action, value in steps:
+        if action == "send":
+            worker.send(value)
+        elif action == "pause":
+            isolate.pause(value)
+        elif action == "resume":
+            isolate.resume(value)
+        else:
+            isolate.ping(pongs, value, priority=Isolate.BEFORE_NEXT_EVENT)
+
+
+def controller(reply: SendPort[Any]) -> None:
+    """Sends our port, then carries out each ``(isolate, worker, pongs, steps)`` sent there."""
+    port: ReceivePort[Any] = ReceivePort("scripts")
+    port.listen(lambda script: carry_out(*script))
+    reply.send(port.send_port)

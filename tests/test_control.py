@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -304,3 +305,109 @@ def test_an_error_in_a_task_nobody_awaited_reaches_error_listeners() -> None:
         return [description, "doomed" in stack, ended]
 
     assert run(main()) == ["'raised in a task nobody awaited'", True, None]
+
+
+def test_messages_sent_after_a_pause_wait_for_the_resume_whatever_carries_them() -> None:
+    """A pause and the messages sent after it act in the order sent, although the pause
+    is a control record and the messages may take a direct channel: a ping sent after
+    them (in order too) is answered first, the messages only after the resume."""
+
+    async def main() -> list[Any]:
+        port: ReceivePort[Any] = ReceivePort()
+        isolate, worker, _ = await spawn_controlled(port)
+        resume = isolate.pause()
+        for i in range(5):
+            worker.send(i)
+        isolate.ping(port.send_port, "answered while paused", priority=Isolate.BEFORE_NEXT_EVENT)
+        first = await anext(port)
+        isolate.resume(resume)
+        rest = [await anext(port) for _ in range(5)]
+        isolate.kill()
+        port.close()
+        return [first, rest]
+
+    assert run(main()) == ["answered while paused", [0, 1, 2, 3, 4]]
+
+
+def control_script(rng: random.Random, pongs: SendPort[Any], length: int) -> list[Any]:
+    """Random sends (small, large, carrying a port) mixed with pauses, resumes and pings,
+    ending with every pause lifted and an ``"end"`` message."""
+    capabilities = [Capability(), Capability()]
+    steps: list[Any] = []
+    for number in range(length):
+        roll = rng.random()
+        if roll < 0.6:
+            kind = rng.choice(["small", "small", "large", "port"])
+            extra = {"small": None, "large": bytes(150_000), "port": pongs}[kind]
+            steps.append(("send", ("m", number, extra)))
+        elif roll < 0.75:
+            steps.append(("pause", rng.choice(capabilities)))
+        elif roll < 0.9:
+            steps.append(("resume", rng.choice(capabilities)))
+        else:
+            steps.append(("ping", ("ping", number)))
+    steps += [("resume", capability) for capability in capabilities]
+    steps.append(("send", ("m", "end", None)))
+    return steps
+
+
+def check_control_order(steps: list[Any], arrivals: list[Any]) -> None:
+    """What arrived keeps the rules: every message once, in order; every ping answered;
+    no message sent after a ping handled before it; no message sent while paused handled
+    before a ping sent after it and before the resume that lifted the last pause."""
+    sent = [value for action, value in steps if action == "send"]
+    assert [value for value in arrivals if value[0] == "m"] == sent
+    pings = sorted(value[1] for action, value in steps if action == "ping")
+    assert sorted(value[1] for value in arrivals if value[0] == "ping") == pings
+    arrived = {value[:2]: index for index, value in enumerate(arrivals)}
+    paused: set[Any] = set()
+    held: list[Any] = []  # sent while paused, the last pause not lifted since
+    pinged: list[Any] = []
+    for action, value in steps:
+        if action == "send":
+            for ping in pinged:
+                assert arrived[ping[:2]] < arrived[value[:2]], f"{value} overtook {ping}"
+            if paused:
+                held.append(value)
+        elif action == "ping":
+            pinged.append(value)
+            for message in held:
+                assert arrived[value[:2]] < arrived[message[:2]], f"{message} ran while paused"
+        elif action == "pause":
+            paused.add(value)
+        else:
+            paused.discard(value)
+            if not paused:
+                held = []
+
+
+@pytest.mark.parametrize("from_an_isolate", [False, True], ids=["from main", "from an isolate"])
+def test_random_mixes_of_sends_and_controls_act_in_the_order_sent(from_an_isolate: bool) -> None:
+    """Carriers mixed (direct channels, Ray, the object store, messages carrying ports)."""
+
+    async def main() -> None:
+        port: ReceivePort[Any] = ReceivePort()
+        isolate, worker, _ = await spawn_controlled(port)
+        controller = scripts = None
+        if from_an_isolate:
+            controller = await Isolate.spawn(entries.controller, port.send_port)
+            scripts = await anext(port)
+        for seed in range(12):
+            steps = control_script(random.Random(seed), port.send_port, 40)
+            if scripts is not None:
+                scripts.send((isolate, worker, port.send_port, steps))
+            else:
+                entries.carry_out(isolate, worker, port.send_port, steps)
+            arrivals: list[Any] = []
+            while not arrivals or arrivals[-1] != ("m", "end", None):
+                arrivals.append(await anext(port))
+            try:
+                check_control_order(steps, arrivals)
+            except AssertionError as error:
+                raise AssertionError(f"seed {seed}: {error}") from None
+        isolate.kill()
+        if controller is not None:
+            controller.kill()
+        port.close()
+
+    run(main(), timeout=120)

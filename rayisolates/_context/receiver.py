@@ -6,8 +6,13 @@ their direct channels (``_transport.direct``), the isolate's own sends
 replies of ``_transport.mainlink`` and the supervisor's relay. Each goes
 through one ``Inbox``, so each sender's messages are dispatched once, in
 order. A batch holding stored values is opened on the isolate's loop before
-it is put in order (``open_and_accept``). Messages to the control port (the main
-isolate's control records, relayed by the supervisor) go to ``on_control``.
+it is put in order (``open_and_accept``). Messages to the control port are
+control records that act between events (pause, resume, kill, ping, error
+listeners): they travel with the sender's port messages, in the same
+sequence, whatever carries them, and act where they stand in it, under the
+lock, before what follows is dispatched. So a message sent after ``pause()``
+is held until ``resume()``, and one sent before may be overtaken by the
+pause only if it is still queued (Dart's out-of-band messages do the same).
 
 No user code runs under the receiver's lock. Under it, a batch is only put
 in order and each port's messages queued in that port's mailbox; once the
@@ -43,8 +48,10 @@ class Receiver:
         loop: Where batches that need the object store are decoded.
         uncaught: Reports an error no code of the isolate can catch (a
             message that cannot be rebuilt here).
-        on_control: Takes control records sent to the control port, or
-            ``None`` where they arrive another way (a host's control thread).
+        on_control: Acts on a control record sent to the control port, under
+            the receiver's lock, where it stands in its sender's sequence. It
+            must not run user code or wait; it may pause, resume and stop this
+            receiver and send.
     """
 
     def __init__(
@@ -58,9 +65,10 @@ class Receiver:
         self._loop = loop
         self._uncaught = uncaught
         self._on_control = on_control
-        # Re-entered only by ``on_control``: the main isolate forgets a sender it is told
-        # has ended. Never held while a port's consumer runs.
+        # Re-entered only by ``on_control`` (a resume, a stop, a sender forgotten). Never
+        # held while a port's consumer runs.
         self._lock = threading.RLock()
+        self._dispatching = 0  # thread id of the dispatch under way (0: none)
         self._inbox: Inbox[Message] = Inbox(self._dispatch)
         self._filled: dict[int, Mailbox[Any]] = {}  # mailboxes given messages, to hand over
         self._pauses: set[Capability] = set()
@@ -98,8 +106,12 @@ class Receiver:
     def _in_order(self, sender: str, seq: int, messages: list[Message]) -> None:
         """Put a decoded batch in order and dispatch what is ready."""
         with self._lock:
-            self._inbox.receive(sender, seq, messages)
-            filled = self._take_filled()
+            outer, self._dispatching = self._dispatching, threading.get_ident()
+            try:
+                self._inbox.receive(sender, seq, messages)
+            finally:
+                self._dispatching = outer
+            filled = [] if outer else self._take_filled()
         self._hand_over(filled)
 
     def is_duplicate(self, sender: str, seq: int) -> bool:
@@ -126,15 +138,20 @@ class Receiver:
                 self._pauses.add(capability)
 
     def resume(self, capability: Capability) -> bool:
-        """Lift one pause; held messages follow in order. Returns whether none is left."""
+        """Lift one pause; held messages follow in order. Returns whether none is left.
+
+        Called by a control record being dispatched (``on_control``), the held
+        messages are queued now and handed over by that dispatch, after the lock.
+        """
         with self._lock:
             self._pauses.discard(capability)
             if self._pauses:
                 return False
             held, self._paused_batches = self._paused_batches, []
             for messages in held:
-                self._dispatch(messages)
-            filled = self._take_filled()
+                self._queue(messages)
+            inside = self._dispatching == threading.get_ident()
+            filled = [] if inside else self._take_filled()
         self._hand_over(filled)
         return True
 
@@ -170,18 +187,25 @@ class Receiver:
             mailbox.hand_over()
 
     def _dispatch(self, messages: list[Message]) -> None:
-        """Under the lock: act on control records, hold while paused, queue per port."""
-        if self._stopped:
-            return
-        if self._on_control is not None and any(port == CONTROL_PORT for port, _ in messages):
-            # Control records act even while paused (a resume among them).
-            for port_id, record in messages:
-                if port_id == CONTROL_PORT:
-                    self._on_control(record)
-            messages = [message for message in messages if message[0] != CONTROL_PORT]
+        """Under the lock: act on control records where they stand, hold while paused,
+        queue the rest per port."""
+        start = 0
+        while start < len(messages) and not self._stopped:
+            end = start
+            while end < len(messages) and messages[end][0] != CONTROL_PORT:
+                end += 1
+            if end > start:
+                self._queue(messages[start:end] if start or end < len(messages) else messages)
+            if end < len(messages):
+                if self._on_control is not None:
+                    self._on_control(messages[end][1])
+                end += 1
+            start = end
+
+    def _queue(self, messages: list[Message]) -> None:
+        """Under the lock: port messages, held while paused, else queued per port."""
         if self._pauses:
-            if messages:
-                self._paused_batches.append(messages)
+            self._paused_batches.append(messages)
             return
         self.received_messages += len(messages)
         start = 0

@@ -8,9 +8,14 @@ unless the driver is on this node: then it goes directly too, through an
 outbox of its own (falling back to the supervisor's relay). The switch
 happens once, when the link has nothing the driver has not acknowledged,
 so what went the old way has been dispatched before anything goes the new.
-Control records travel in an outbox of their own, in order per destination;
-those for the isolate itself act on its loop directly, and those the
-supervisor handles (exit listeners, immediate kills) go to the supervisor.
+A control record that acts between the receiver's events (pause, resume,
+kill, ping, error listeners) travels as a message to the destination's
+control port, in the same sequence as the port messages sent there, so the
+two act in the order sent whatever carries each. Records acting at once
+(an immediate ping, on the host's control thread) or elsewhere (exit
+listeners and immediate kills, on the supervisor) travel in an outbox of
+their own, in order per destination. Records for the isolate itself act at
+once.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._transport.codec import encode
 from .._transport.local import LocalChannel
 from .._transport.mainlink import HostLink
 from .._transport.outbox import Outbox
-from .._transport.wire import SUPERVISOR, Control, Encoded, Item
+from .._transport.wire import LOOP, SUPERVISOR, Control, Encoded, Item, runs_on
 
 if TYPE_CHECKING:
     from .._sendport import SendPort
@@ -109,6 +115,8 @@ class Sender:
         """Send ``record`` to the isolate that owns ``control_port``."""
         if control_port.isolate_id == self.isolate_id and self._apply_locally is not None:
             self._apply_locally(record)
+        elif runs_on(record) == LOOP:  # in order with port messages, whatever carries them
+            self.send(control_port, encode(record, "a control record", store=False))
         else:
             self.controls.add(control_port.isolate_id, control_port.route, record)
 

@@ -14,9 +14,11 @@ callbacks run on    the running loop, or  its loop              the running loop
                     its loop                                    or its loop
 others reach it by  the supervisor (a     its actor             nothing: it only
                     relay)                                      sends
-its control records arrive on its control arrive on the actor's none
-                    port (relayed)        control thread, act
-                                          where ``RUNS_ON`` says
+its control records its control port,     its control port,     none
+                    in order with port    in order with port
+                    messages, and the     messages, and the
+                    supervisor's relay    control thread
+                                          (immediate pings)
 kill                interrupts the main   ends the isolate      -
                     thread
 an uncaught error   is reported           is reported; if fatal is reported
@@ -74,10 +76,9 @@ class Receiving:
     Attributes:
         pause: Authorizes pausing and resuming it.
         terminate: Authorizes killing it and making its errors fatal.
-        on_control: Acts on a control record addressed to it.
-        controls_on_port: Its control records reach it on its control port
-            (the main isolate's, relayed by the supervisor) rather than on a
-            host actor's control thread.
+        on_control: Acts on a control record addressed to it: one of its own,
+            or one that arrived on its control port, in its sender's sequence
+            (under the receiver's lock: see ``Receiver``).
         kill: Ends it (``Isolate.BEFORE_NEXT_EVENT``).
         errors_are_fatal: Whether an uncaught error ends it, at first.
         fatal_error: Ends it after a fatal uncaught error.
@@ -88,7 +89,6 @@ class Receiving:
     pause: Capability
     terminate: Capability
     on_control: Callable[[Control], None]
-    controls_on_port: bool
     kill: Callable[[], None]
     errors_are_fatal: bool = False
     fatal_error: Callable[[], None] = _nothing
@@ -161,7 +161,7 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
             ports,
             kind.loop,
             errors.uncaught,
-            receiving.on_control if receiving.controls_on_port else None,
+            receiving.on_control,
         )
         local = LocalChannel(kind.isolate_id, kind.loop, receiver.accept)
         if kind.direct is not None:

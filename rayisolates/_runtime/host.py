@@ -50,6 +50,7 @@ from .._transport.wire import (
     CONTROL_PORT,
     CONTROL_THREAD,
     LOOP,
+    RUNS_ON,
     SUPERVISOR_ACTOR,
     Control,
     Item,
@@ -129,8 +130,7 @@ class HostRuntime:
                     pause,
                     terminate,
                     on_control=self.apply_control,
-                    controls_on_port=False,
-                    kill=self.begin_exit,
+                    kill=self._kill,
                     errors_are_fatal=errors_are_fatal,
                     fatal_error=self.begin_exit,
                     ports_changed=self._ports_changed,
@@ -146,14 +146,26 @@ class HostRuntime:
     # Control records ---------------------------------------------------------------
 
     def apply_control(self, record: Control) -> None:
-        """Act on a control record where ``wire.RUNS_ON`` says (any thread)."""
+        """Act on a control record where ``wire.RUNS_ON`` says (any thread).
+
+        Records that act between events arrive on the control port, in order
+        with port messages, and act now, in the receiver's dispatch (which
+        holds the messages that follow); what reaches the control port and is
+        no such record is ignored.
+        """
+        if type(record) not in RUNS_ON:
+            return
         where = runs_on(record)
-        if where == CONTROL_THREAD:
+        if where in (CONTROL_THREAD, LOOP):
             self.actions.apply(record)
-        elif where == LOOP:
-            self.loop.call_soon_threadsafe(self.actions.apply, record)
         elif where == SUPERVISOR_ACTOR:
             self.sender.supervise(record)
+
+    def _kill(self) -> None:
+        """A kill (``BEFORE_NEXT_EVENT``): nothing more is dispatched from now; it ends on
+        its loop."""
+        self.receiver.stop()
+        self.loop.call_soon_threadsafe(self.begin_exit)
 
     def request_poll(self) -> None:
         """Ask the driver to poll us: we have messages for the main isolate."""
@@ -185,7 +197,9 @@ class HostRuntime:
             self._run_start()
 
     def _resumed(self) -> None:
-        if self._released:
+        if threading.current_thread() is not self._loop_thread:
+            self.loop.call_soon_threadsafe(self._resumed)
+        elif self._released:
             self._run_start()
 
     def _run_start(self) -> None:

@@ -111,7 +111,6 @@ class MainRuntime:
                     Capability(),
                     Capability(),
                     on_control=self._on_control,
-                    controls_on_port=True,
                     kill=_thread.interrupt_main,  # as Ctrl-C would
                 ),
                 metrics=True,
@@ -154,8 +153,8 @@ class MainRuntime:
                 self.endpoint.forget(record.isolate_id)
         elif isinstance(record, StatusAsked):
             fire(self.supervisor.driver_status, record.request_id, self.status())
-        else:
-            self.loop.call_soon_threadsafe(self.actions.apply, record)
+        else:  # acts now, in order with the port messages around it
+            self.actions.apply(record)
 
     def _isolate_ended(self, isolate_id: str) -> None:
         """An isolate has ended and handed everything over: forget it."""

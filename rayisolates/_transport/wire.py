@@ -15,12 +15,15 @@ Messages
     again after a failed call and still arrive once.
 
 Control records
-    Small frozen records, one per control action, sent in order per sender
-    and destination like batches (in their own sequence). :data:`RUNS_ON`
-    says where each one acts. Exit-listener changes and kills of a spawned
-    isolate all travel to the supervisor (which forwards kills), so that
-    from one sender they act in the order sent: a listener removed before
-    a kill stays silent.
+    Small frozen records, one per control action. :data:`RUNS_ON` says where
+    each one acts. Those that act between events (``LOOP``) travel as
+    messages to the destination's control port (``CONTROL_PORT``), in the
+    sender's sequence of port messages to it, so a message sent after a
+    pause is held. The others travel in a sequence of their own per sender
+    and destination: exit-listener changes and kills of a spawned isolate
+    all go to the supervisor (which forwards kills), so that from one sender
+    they act in the order sent: a listener removed before a kill stays
+    silent.
 
 The link to the main isolate
     :class:`LinkAnswer` is what a spawned isolate hands the driver in answer
@@ -252,7 +255,7 @@ Control = (
 )
 
 # Where each control record acts.
-LOOP = "the isolate's event loop, between events"
+LOOP = "the isolate's receiver, between events, in order with the sender's port messages"
 CONTROL_THREAD = "the host actor's control thread, at once, even while the loop is busy"
 SUPERVISOR_ACTOR = "the supervisor, which outlives every isolate"
 MAIN = "the main isolate (queued for the driver by the supervisor)"

@@ -82,9 +82,9 @@ def test_a_worker_only_sends(loop: asyncio.AbstractEventLoop) -> None:
     assert asyncio.run(inside()) is not loop  # callbacks follow the running loop
 
 
-@pytest.mark.parametrize("controls_on_port", [False, True])
+@pytest.mark.parametrize("runs_on_own_loop", [False, True])
 def test_an_isolate_that_receives_is_wired_to_itself(
-    loop: asyncio.AbstractEventLoop, controls_on_port: bool
+    loop: asyncio.AbstractEventLoop, runs_on_own_loop: bool
 ) -> None:
     controls: list[Control] = []
     kills: list[str] = []
@@ -95,13 +95,12 @@ def test_an_isolate_that_receives_is_wired_to_itself(
             "me",
             route="my route",
             loop=loop,
-            runs_on_own_loop=not controls_on_port,
+            runs_on_own_loop=runs_on_own_loop,
             supervisor=no_supervisor,
             receiving=Receiving(
                 pause,
                 Capability(),
                 on_control=controls.append,
-                controls_on_port=controls_on_port,
                 kill=lambda: kills.append("killed"),
             ),
         ),
@@ -129,8 +128,7 @@ def test_an_isolate_that_receives_is_wired_to_itself(
     assert controls == [record]
     relayed = Pause(pause, Capability())
     receiver.accept("other/control", 0, [(CONTROL_PORT, INLINE, relayed, None)])
-    # The main isolate's records arrive on its control port; a host's on its actor.
-    assert controls == ([record, relayed] if controls_on_port else [record])
+    assert controls == [record, relayed]  # records from others arrive on its control port
     assert context.consumer_loop() is loop
     assert context.sender.sent_messages == 3 and not kills
 
@@ -155,7 +153,6 @@ def test_a_fatal_error_ends_the_isolate_and_direct_channels_close_with_it(
                 Capability(),
                 Capability(),
                 on_control=lambda record: None,
-                controls_on_port=False,
                 kill=lambda: ended.append("kill"),
                 errors_are_fatal=True,
                 fatal_error=lambda: ended.append("fatal"),
