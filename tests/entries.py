@@ -621,3 +621,11 @@ def controller(reply: SendPort[Any]) -> None:
     port: ReceivePort[Any] = ReceivePort("scripts")
     port.listen(lambda script: carry_out(*script))
     reply.send(port.send_port)
+
+
+async def answer_on_given_port(reply: SendPort[Any]) -> None:
+    """Sends our port; each ``(value, port)`` is answered on ``port`` (Dart's request/reply)."""
+    port: ReceivePort[Any] = ReceivePort("requests")
+    reply.send(port.send_port)
+    async for value, answer_to in port:
+        answer_to.send(value)

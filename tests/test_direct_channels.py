@@ -105,3 +105,34 @@ def test_the_switch_turns_direct_channels_off(ray_runtime: dict[str, Any]) -> No
         timeout=120,
     )
     assert "LISTENING False" in output
+
+
+@needs_direct
+def test_messages_carrying_ports_take_the_direct_channel() -> None:
+    """Dart's request/reply idiom (a reply port in each request) stays off Ray on one node,
+    both ways, with ``Isolate`` handles and control records too; the ports work after
+    travelling and stay equal to the originals."""
+
+    async def main() -> None:
+        port: ReceivePort[Any] = ReceivePort()
+        isolate = await Isolate.spawn(entries.answer_on_given_port, port.send_port, **ON_THE_HEAD)
+        requests: SendPort[Any] = await anext(port)
+        carried = main_endpoint().carried
+        replies: list[ReceivePort[Any]] = [ReceivePort() for _ in range(3)]
+        for i in range(300):
+            requests.send((i, replies[i % 3].send_port))
+        got = [await anext(replies[i % 3]) for i in range(300)]
+        assert got == list(range(300))
+        requests.send((isolate, port.send_port))  # an Isolate handle, there and back
+        back = await anext(port)
+        assert back == isolate and back.control_port == isolate.control_port
+        resume = isolate.pause()  # control records name ports: direct too
+        isolate.resume(resume)
+        isolate.ping(port.send_port, "pong", priority=Isolate.BEFORE_NEXT_EVENT)
+        assert await anext(port) == "pong"
+        assert main_endpoint().carried - carried >= 300 + 1 + 3
+        isolate.kill()
+        for reply in [port, *replies]:
+            reply.close()
+
+    run(main())

@@ -17,7 +17,9 @@ first, every unacknowledged batch is sent again over Ray under its number
 (the receiver drops what it has seen), and that destination stays on Ray.
 A receiver that died is then reported dead by Ray, as before. Batches that
 hold Ray objects or actor handles (large messages, ``SendPort``) always go
-over Ray, which must count their references.
+over Ray, which must count their references; actor handles (in a
+``SendPort``, an ``Isolate``, a control record) take the direct channel,
+by id (``handles``).
 
 One thread per process (``rayisolates-direct``) reads acknowledgements of
 what the process sent, and incoming batches too unless a loop is given
@@ -28,8 +30,8 @@ written by the reading thread when it can, so two processes writing large
 batches to each other cannot block each other, and a busy sender's
 batches are still acknowledged.
 
-Frames: a 4-byte length, then a pickle: ``(sender, seq, items)`` one way,
-``(sender, seq)`` back.
+Frames: a 4-byte length, then a pickle (``handles.dumps``): ``(sender, seq,
+items)`` one way, ``(sender, seq)`` back.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import pickle
 import selectors
 import socket
 import stat
@@ -52,6 +53,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ray.actor import ActorHandle
+
+from . import handles
 from .codec import STORED
 from .rpc import soon
 
@@ -135,12 +139,16 @@ def _listening(path: Path) -> bool:
 
 
 def portable(batch: list[Any]) -> bool:
-    """Whether a batch of encoded messages can travel outside Ray (no object refs in it)."""
-    return all(item[1] != STORED and not item[3] for item in batch)
+    """Whether a batch of encoded messages can travel outside Ray: no object refs in it
+    (actor handles may be)."""
+    return all(
+        item[1] != STORED and (not item[3] or all(isinstance(ref, ActorHandle) for ref in item[3]))
+        for item in batch
+    )
 
 
 def _frame(value: Any) -> bytes:
-    body = pickle.dumps(value, protocol=5)
+    body = handles.dumps(value)
     return _LENGTH.pack(len(body)) + body
 
 
@@ -168,7 +176,7 @@ class _Connection:
             end = start + _LENGTH.size + size
             if len(self.incoming) < end:
                 break
-            found.append(pickle.loads(memoryview(self.incoming)[start + _LENGTH.size : end]))
+            found.append(handles.loads(memoryview(self.incoming)[start + _LENGTH.size : end]))
             start = end
         del self.incoming[:start]
         return found
@@ -320,6 +328,7 @@ class Endpoint:
         self._wake_end.setblocking(False)
         self._selector.register(self._wake_end, selectors.EVENT_READ, None)
         self._closed = False
+        self.carried = 0  # messages written to direct channels so far (a figure)
         self._path: Path | None = None
         self._listener: socket.socket | None = None
         if on_batch is not None:
@@ -357,6 +366,8 @@ class Endpoint:
             with self._lock:
                 if self._peers.get(destination) is peer:
                     self._peers[destination] = None
+        else:
+            self.carried += len(batch)  # a figure: a lost count under a race is harmless
         return future
 
     def reachable(self, destination: str) -> bool:
