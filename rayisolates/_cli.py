@@ -26,6 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the raw readings to FILE")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
     bench.add_argument("--address", help="Ray cluster to measure on (default: a local Ray)")
+    bench.add_argument(
+        "--across-nodes",
+        action="store_true",
+        help="measure what crosses nodes instead: on three Ray nodes started on this machine "
+        "and shut down after, or with --address on that cluster, which needs two nodes other "
+        "than the driver's holding the custom resources node_a and node_b (ray start "
+        """--resources '{"node_a": 10}', and the same with node_b)""",
+    )
     inspect = commands.add_parser(
         "status", help="the isolates, ports and pools of the programs running on a cluster"
     )
@@ -49,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json_path=arguments.json,
             address=arguments.address,
             plot_path=arguments.plot,
+            across_nodes=arguments.across_nodes,
         )
     if arguments.command == "status":
         return status(address=arguments.address, as_json=arguments.json)

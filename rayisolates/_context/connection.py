@@ -18,6 +18,7 @@ import ray
 from .quiet import keep_ray_system_messages_out, wants_ray_logs
 
 __all__ = [
+    "across_nodes",
     "connect",
     "direct_channels",
     "disconnect",
@@ -38,6 +39,18 @@ def direct_channels() -> bool:
     if settings["direct"] is not None:
         return bool(settings["direct"])
     switch = os.environ.get("RAYISOLATES_DIRECT", "1").strip().lower()
+    return switch not in ("0", "false", "no", "off")
+
+
+def across_nodes() -> bool:
+    """Whether direct channels also join nodes (TCP); ``RAYISOLATES_DIRECT_ACROSS_NODES=0``
+    keeps traffic between nodes on Ray, and so does Ray's TLS (``RAY_USE_TLS``): our
+    channels are authenticated, not encrypted."""
+    if not direct_channels():
+        return False
+    if os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    switch = os.environ.get("RAYISOLATES_DIRECT_ACROSS_NODES", "1").strip().lower()
     return switch not in ("0", "false", "no", "off")
 
 

@@ -48,7 +48,7 @@ class Sender:
         main: ``(main_id, link)`` in a spawned isolate: messages for the main isolate.
         to_main: ``(outbox, reachable)`` in a spawned isolate with direct
             channels: the outbox for the main isolate once it is reachable
-            directly (``reachable()`` says whether it is).
+            directly (``reachable()`` says whether it is; ``None``: not yet).
         apply_locally: Acts on a control record for the isolate itself.
     """
 
@@ -60,7 +60,7 @@ class Sender:
         supervisor: Callable[[], Any],
         local: LocalChannel | None = None,
         main: tuple[str, HostLink] | None = None,
-        to_main: tuple[Outbox[Item], Callable[[], bool]] | None = None,
+        to_main: tuple[Outbox[Item], Callable[[], bool | None]] | None = None,
         apply_locally: Callable[[Control], None] | None = None,
     ) -> None:
         self.isolate_id = isolate_id
@@ -73,7 +73,7 @@ class Sender:
         if main is not None:
             self._main_id, self._main_link = main
         self._to_main: Outbox[Item] | None = None
-        self._main_reachable: Callable[[], bool] = lambda: False
+        self._main_reachable: Callable[[], bool | None] = lambda: False
         if to_main is not None:
             self._to_main, self._main_reachable = to_main
         self._main_lock = threading.Lock()
@@ -96,9 +96,10 @@ class Sender:
     def _send_to_main(self, link: HostLink, main_id: str, item: Item) -> None:
         with self._main_lock:
             if self._to_main is not None and not self._direct_to_main:
-                if not self._main_reachable():  # on another node: the link, for good
+                reachable = self._main_reachable()
+                if reachable is False:  # no direct channel to it: the link, for good
                     self._to_main = None
-                elif link.drained():
+                elif reachable and link.drained():  # None: not yet (connecting)
                     self._direct_to_main = True
             if self._direct_to_main and self._to_main is not None:
                 self._to_main.add(main_id, self._supervisor(), item)

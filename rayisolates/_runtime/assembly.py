@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from .._capability import Capability
 from .._context.context import Context, Runtime
 from .._context.controls import ControlActions
@@ -55,14 +57,14 @@ from .._context.porttable import PortTable
 from .._context.receiver import Receiver
 from .._context.sender import Sender
 from .._context.uncaught import UncaughtErrors
-from .._transport.direct import Endpoint, direct_first
+from .._transport.direct import Endpoint, Reach, direct_first, direct_folder
 from .._transport.local import LocalChannel
 from .._transport.mainlink import HostLink
 from .._transport.outbox import Outbox, Transmit
-from .._transport.rpc import transmit_batch, transmit_controls
+from .._transport.rpc import fire, transmit_batch, transmit_controls
 from .._transport.wire import Control, Item, direct_sender
 
-__all__ = ["Kind", "Receiving", "assemble"]
+__all__ = ["Direct", "Kind", "Receiving", "assemble", "direct_here"]
 
 
 def _nothing() -> None:
@@ -109,7 +111,7 @@ class Kind:
             still run on ``loop`` (a spawned isolate has one loop only).
         supervisor: Finds the supervisor's actor handle.
         over_ray: Delivers one batch to another isolate over Ray.
-        direct: Its node's folder of direct channels (``None``: none).
+        direct: What its direct channels need (``None``: it has none).
         direct_on_loop: Direct batches are read on ``loop`` rather than on
             the channel's own thread.
         on_direct_batch: Takes a batch read from a direct channel (``None``:
@@ -127,7 +129,7 @@ class Kind:
     runs_on_own_loop: bool
     supervisor: Callable[[], Any]
     over_ray: Transmit = transmit_batch
-    direct: Path | None = None
+    direct: Direct | None = None
     direct_on_loop: bool = False
     on_direct_batch: Callable[[str, int, list[Item]], None] | None = None
     main_link: tuple[str, HostLink] | None = None
@@ -165,20 +167,20 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
         )
         local = LocalChannel(kind.isolate_id, kind.loop, receiver.accept)
         if kind.direct is not None:
-            endpoint = Endpoint(
+            endpoint = _endpoint(
                 kind.direct,
                 kind.isolate_id,
                 kind.on_direct_batch or receiver.accept,
                 loop=kind.loop if kind.direct_on_loop else None,
             )
     to_isolates = kind.over_ray if endpoint is None else direct_first(endpoint, kind.over_ray)
-    to_main: tuple[Outbox[Item], Callable[[], bool]] | None = None
+    to_main: tuple[Outbox[Item], Callable[[], bool | None]] | None = None
     if endpoint is not None and kind.main_link is not None:
         main_id = kind.main_link[0]
-        reachable = endpoint.reachable
+        reachable, supervisor = endpoint.reachable, kind.supervisor
         to_main = (
             Outbox(direct_sender(kind.isolate_id), direct_first(endpoint, transmit_batch)),
-            lambda: reachable(main_id),
+            lambda: reachable(main_id, supervisor()),  # the main isolate's route
         )
     sender = Sender(
         kind.isolate_id,
@@ -220,3 +222,53 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
             lambda: isolate_figures(ports, receiver, sender), name, kind.isolate_id
         )
     return context
+
+
+@dataclass(frozen=True, slots=True)
+class Direct:
+    """Where an isolate's direct channels listen (see ``_transport.direct``).
+
+    Attributes:
+        reach: The driver's secret, and whether channels join nodes.
+        folder: Its node's folder of Unix sockets (``None``: none).
+        node: Its Ray node id.
+        host: The address to listen on for other nodes (``None``: none).
+    """
+
+    reach: Reach
+    folder: Path | None
+    node: str
+    host: str | None
+
+
+def direct_here(reach: Reach) -> Direct:
+    """Direct channels for this process, on the node and address Ray gives it."""
+    node = ray.get_runtime_context().get_node_id()
+    host = ray.util.get_node_ip_address() if reach.across_nodes else None
+    return Direct(reach, direct_folder(node), node, host)
+
+
+def _endpoint(
+    direct: Direct,
+    isolate_id: str,
+    on_batch: Callable[[str, int, list[Item]], None],
+    loop: asyncio.AbstractEventLoop | None,
+) -> Endpoint:
+    """An isolate's end of its direct channels: its node's Unix sockets and, across nodes,
+    TCP (peers found by asking their actors)."""
+    return Endpoint(
+        direct.folder,
+        isolate_id,
+        on_batch,
+        loop=loop,
+        secret=direct.reach.secret,
+        node=direct.node,
+        host=direct.host,
+        locate=_locate if direct.host is not None else None,
+    )
+
+
+def _locate(destination: str, route: Any) -> Any:
+    """Where ``destination`` listens for other nodes: its actor says (the main isolate's
+    route, the supervisor, says for it)."""
+    return fire(route.direct_address)

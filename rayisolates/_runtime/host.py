@@ -43,7 +43,7 @@ from .._context.figures import isolate_figures, live_pools
 from .._errors import IsolateExit, IsolateSpawnException
 from .._sendport import SendPort
 from .._transport.codec import decode, encode
-from .._transport.direct import direct_folder
+from .._transport.direct import Address, Reach
 from .._transport.inbox import Inbox
 from .._transport.mainlink import CONFIRM_SECONDS, HostLink
 from .._transport.wire import (
@@ -59,7 +59,7 @@ from .._transport.wire import (
     SpawnRequest,
     runs_on,
 )
-from .assembly import Kind, Receiving, assemble
+from .assembly import Direct, Kind, Receiving, assemble, direct_here
 
 if TYPE_CHECKING:
     from .._isolate import Isolate
@@ -97,7 +97,7 @@ class HostRuntime:
         pause: Capability,
         terminate: Capability,
         errors_are_fatal: bool,
-        direct: Path | None = None,
+        direct: Direct | None = None,
     ) -> None:
         self.isolate_id = isolate_id
         self.loop = loop
@@ -406,11 +406,11 @@ class IsolateHost:
         main_id: str,
         pause: Capability,
         terminate: Capability,
-        direct: bool = False,
+        direct: Reach | None = None,
     ) -> dict[str, Any]:
         """Load the entry point and get it ready; report where the isolate runs.
 
-        ``direct``: whether to use direct channels with isolates on this node.
+        ``direct``: what direct channels need (``None``: every message over Ray).
         """
         if self._where is not None:  # a repeated call
             return self._where
@@ -427,7 +427,7 @@ class IsolateHost:
             pause,
             terminate,
             request.errors_are_fatal,
-            direct_folder(ray.get_runtime_context().get_node_id()) if direct else None,
+            None if direct is None else direct_here(direct),
         )
         if request.on_error is not None:
             runtime.errors.listeners.add(request.on_error)
@@ -477,6 +477,12 @@ class IsolateHost:
         """A batch from the main isolate; see :meth:`HostRuntime.deliver_from_main`."""
         assert self._runtime is not None
         return await self._runtime.deliver_from_main(sender, seq, items, ack, resend_from)
+
+    @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]
+    def direct_address(self) -> Address | None:
+        """Where this isolate listens for other nodes (``None``: nowhere, or not yet)."""
+        endpoint = None if self._runtime is None else self._runtime.context.endpoint
+        return None if endpoint is None else endpoint.address
 
     @ray.method(concurrency_group="poll")  # type: ignore[untyped-decorator]
     def poll(self, ack: int, resend_from: int | None) -> LinkAnswer:

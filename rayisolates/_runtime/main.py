@@ -7,8 +7,9 @@ three ways, all driven from here:
   ``_transport.mainlink``: a poll kept pending on each isolate that talks to
   the main isolate, and the replies to the driver's own ``deliver_from_main``
   calls;
-- from spawned isolates on the driver's node, over its direct channel
-  (``_transport.direct``), once their link has nothing unacknowledged;
+- from spawned isolates that reach the driver directly (a Unix socket on
+  its node, TCP from others: ``_transport.direct``), once their link has
+  nothing unacknowledged;
 - from anything else (``Isolate.run`` computations, the supervisor's exit
   notices, control records for the main isolate, and what an isolate on this
   node sends that holds Ray objects), through the supervisor, which queues
@@ -36,11 +37,12 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .._capability import Capability
-from .._context.connection import direct_channels, settings
+from .._context.connection import across_nodes, direct_channels, settings
 from .._context.context import Context
 from .._context.figures import isolate_figures, live_pools
 from .._context.loop import BackgroundLoop
-from .._transport.direct import direct_folder, sweep
+from .._transport.direct import Reach, sweep
+from .._transport.handshake import new_secret
 from .._transport.mainlink import DriverLinks
 from .._transport.rpc import RETRY, acall, fire, outcome, when_done
 from .._transport.wire import (
@@ -55,7 +57,7 @@ from .._transport.wire import (
     sender_isolate,
     supervisor_name,
 )
-from .assembly import Kind, Receiving, assemble
+from .assembly import Kind, Receiving, assemble, direct_here
 from .supervisor import Supervisor
 from .worker import start_worker_context
 
@@ -79,9 +81,10 @@ class MainRuntime:
         self.loop = self._background.loop
         self._ended: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_ENDINGS)
         self._ended_set: set[str] = set()
-        folder = direct_folder(runtime.get_node_id()) if direct_channels() else None
-        if folder is not None:
-            sweep(folder)  # sockets of isolates killed earlier (with their actors)
+        reach = Reach(new_secret(), across_nodes()) if direct_channels() else None
+        direct = None if reach is None else direct_here(reach)
+        if direct is not None and direct.folder is not None:
+            sweep(direct.folder)  # sockets of isolates killed earlier (with their actors)
         self.supervisor = (
             ray.remote(Supervisor)
             .options(
@@ -94,7 +97,7 @@ class MainRuntime:
                     runtime.get_node_id(), soft=False
                 ),
             )
-            .remote(self.main_id, settings["isolate_pool"], folder is not None)
+            .remote(self.main_id, settings["isolate_pool"], reach)
         )
         self.context = assemble(
             Kind(
@@ -105,7 +108,7 @@ class MainRuntime:
                 runs_on_own_loop=False,
                 supervisor=lambda: self.supervisor,
                 over_ray=self._deliver_to_isolate,
-                direct=folder,
+                direct=direct,
                 on_direct_batch=self._accept_from_isolate,
                 receiving=Receiving(
                     Capability(),
@@ -118,6 +121,9 @@ class MainRuntime:
             self,
         )
         self.sender, self.endpoint = self.context.sender, self.context.endpoint
+        if self.endpoint is not None and self.endpoint.address is not None:
+            # Isolates on other nodes ask the supervisor where the main isolate listens.
+            ray.get(self.supervisor.main_listens.remote(self.endpoint.address))
         self.ports, self.receiver, self.actions = self.context.receiving()
         self.links = DriverLinks(
             received=self.receiver.received,

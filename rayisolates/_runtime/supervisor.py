@@ -35,6 +35,7 @@ from .._errors import IsolateSpawnException, from_ray
 from .._isolate import Isolate
 from .._sendport import SendPort
 from .._transport.codec import INLINE, needs_fetch
+from .._transport.direct import Address, Reach
 from .._transport.inbox import Inbox
 from .._transport.outbox import Outbox
 from .._transport.rpc import acall, call_in_background, transmit_batch, transmit_controls
@@ -80,9 +81,10 @@ class _Record:
 class Supervisor:
     """The actor class (wrapped with ``ray.remote`` where it is started)."""
 
-    def __init__(self, main_id: str, pool_size: int = 0, direct: bool = False) -> None:
+    def __init__(self, main_id: str, pool_size: int = 0, direct: Reach | None = None) -> None:
         self._main_id = main_id
-        self._direct = direct  # isolates use direct channels on their node
+        self._direct = direct  # what isolates need for direct channels (None: none)
+        self._main_address: Address | None = None  # where the driver listens for other nodes
         self._sender_id = f"supervisor-{main_id}"
         self._pool_size = pool_size
         self._idle: list[tuple[Any, str]] = []  # started hosts waiting for a spawn
@@ -125,6 +127,15 @@ class Supervisor:
             fetched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._fetch_waiters.append((after, fetched))
             await fetched
+
+    def main_listens(self, address: Address) -> None:
+        """Where the driver listens for isolates on other nodes (told once, at its start)."""
+        self._main_address = address
+
+    def direct_address(self) -> Address | None:
+        """Where the main isolate listens for other nodes: the supervisor is its route, so
+        isolates ask here (``_transport.direct``)."""
+        return self._main_address
 
     async def take(self, position: int) -> tuple[list[tuple[str, int, list[Item]]], int]:
         """The driver's long poll: what was relayed from ``position`` on, once there is some.

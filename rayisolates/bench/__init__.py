@@ -3,7 +3,8 @@
 A client of the library like any other (it imports the public API); its
 cases live beside it (``running``, ``ports``, ``data``), and what runs inside
 isolates and raw Ray actors in ``entries``, which workers import by
-reference.
+reference. ``--across-nodes`` runs the cases of ``across`` instead, on three
+nodes (``cluster``).
 
 Every figure is measured for rayisolates and its comparators interleaved in
 one run (A, B, A, B, ...), so a noisy machine slows both alike; the report
@@ -17,16 +18,32 @@ import json
 import statistics
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rayisolates import init, shutdown
 
+from .across import (
+    ping_pong_across_nodes,
+    ping_pong_isolates_across_nodes,
+    stream_across_nodes_buffer_16,
+    stream_across_nodes_buffer_1024,
+    throughput_across_nodes,
+    throughput_isolates_across_nodes,
+)
 from .between import ping_pong_between_isolates, throughput_between_isolates
+from .cluster import cluster_shape, local_cluster
 from .data import exit_large_array, port_large_array, run_over_large_array
 from .figure import OURS, Figure
 from .pool import pool_replacement, pool_round_trip, pool_throughput
-from .ports import crash_notice, ping_pong, throughput_four_senders, throughput_one_sender
+from .ports import (
+    crash_notice,
+    ping_pong,
+    ping_pong_reply_port,
+    throughput_four_senders,
+    throughput_one_sender,
+)
 from .running import (
     idle_memory,
     run_round_trip,
@@ -36,7 +53,7 @@ from .running import (
 )
 from .streams import stream_stop, stream_throughput
 
-__all__ = ["CASES", "bench", "ratio_text", "value_text"]
+__all__ = ["ACROSS_NODES_CASES", "CASES", "bench", "ratio_text", "value_text"]
 
 # Each case: a context manager (loop, quick) -> Figure, see figure.py.
 CASES = [
@@ -50,6 +67,7 @@ CASES = [
     stream_throughput,
     stream_stop,
     ping_pong,
+    ping_pong_reply_port,
     ping_pong_between_isolates,
     throughput_one_sender,
     throughput_four_senders,
@@ -59,6 +77,15 @@ CASES = [
     exit_large_array,
     port_large_array,
     idle_memory,
+]
+# The same with ``--across-nodes``: isolates and raw actors pinned to other nodes.
+ACROSS_NODES_CASES = [
+    ping_pong_across_nodes,
+    ping_pong_isolates_across_nodes,
+    throughput_across_nodes,
+    throughput_isolates_across_nodes,
+    stream_across_nodes_buffer_16,
+    stream_across_nodes_buffer_1024,
 ]
 ISOLATE_POOL = 2
 
@@ -199,29 +226,59 @@ def bench(
     json_path: str | None = None,
     address: str | None = None,
     plot_path: str | None = None,
+    across_nodes: bool = False,
 ) -> int:
     """Measure every figure and print the table; returns the exit status.
 
     Ratios read "how many times better rayisolates is": above 1 it wins,
     below 1 the comparator does.
+
+    Args:
+        quick: A short run (few rounds), for smoke tests.
+        json_path: Also write each figure's readings, medians and ratios
+            there, with the mode and the cluster's nodes.
+        address: The Ray cluster to measure on (default: a local Ray).
+        plot_path: Also draw the ratios there (needs matplotlib).
+        across_nodes: Measure what crosses nodes instead. Without
+            ``address``, on three Ray nodes started on this machine and shut
+            down at the end; with it, on that cluster, which must have
+            nodes other than the driver's holding the custom resources
+            ``node_a`` and ``node_b``.
+
+    Raises:
+        SystemExit: ``across_nodes`` with an ``address`` whose cluster lacks
+            those nodes, or ``plot_path`` without matplotlib.
     """
     if plot_path:
         _pyplot()  # fail before measuring, not after, if matplotlib is missing
-    init(address=address, isolate_pool=ISOLATE_POOL)
-    loop = asyncio.new_event_loop()
+    cases = ACROSS_NODES_CASES if across_nodes else CASES
     results = []
-    try:
-        for number, case in enumerate(CASES, 1):
+    with ExitStack() as ending:  # undone in reverse: the loop, rayisolates, the nodes
+        started_here = across_nodes and address is None
+        if started_here:
+            print("starting 3 Ray nodes on this machine ...", file=sys.stderr, flush=True)
+            address = ending.enter_context(local_cluster())
+        # Across nodes every isolate is placed, and placed spawns bypass the warm pool.
+        init(address=address, isolate_pool=0 if across_nodes else ISOLATE_POOL)
+        ending.callback(shutdown)
+        cluster = cluster_shape(started_here) if across_nodes else None
+        loop = asyncio.new_event_loop()
+        ending.callback(loop.close)
+        for number, case in enumerate(cases, 1):
             with case(loop, quick) as figure:
-                print(f"[{number}/{len(CASES)}] {figure.name}", file=sys.stderr, flush=True)
+                print(f"[{number}/{len(cases)}] {figure.name}", file=sys.stderr, flush=True)
                 results.append(_measure(figure, _progress_bar(figure.rounds)))
-    finally:
-        loop.close()
-        shutdown()
     print(_table(results))
     if json_path:
+        mode = "across-nodes" if across_nodes else "single-node"
         payload: list[dict[str, Any]] = [
-            {**asdict(result), "medians": result.medians, "ratios": result.ratios}
+            {
+                **asdict(result),
+                "medians": result.medians,
+                "ratios": result.ratios,
+                "mode": mode,
+                **({"cluster": cluster} if cluster else {}),
+            }
             for result in results
         ]
         with open(json_path, "w") as out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,17 @@ async def echo(reply: SendPort[Any]) -> None:
     reply.send(port.send_port)
     async for message in port:
         reply.send(message)
+
+
+async def reply_echo(reply: SendPort[Any]) -> None:
+    """Send our port, then answer each ``(value, answer)`` with ``value`` on ``answer``.
+
+    Dart's request/reply idiom: the reply port travels in each message.
+    """
+    port: ReceivePort[Any] = ReceivePort("bench-reply-echo")
+    reply.send(port.send_port)
+    async for value, answer in port:
+        answer.send(value)
 
 
 async def sender(reply: SendPort[Any]) -> None:
@@ -201,13 +213,22 @@ async def pinger(reply: SendPort[Any]) -> None:
     first. For each ``count`` on ``commands``: ``count`` round trips, then
     their median in ms to ``reply``.
     """
+    await _ping(reply, lambda i, echoes: i)
+
+
+async def reply_pinger(reply: SendPort[Any]) -> None:
+    """:func:`pinger` with our reply port in each message, for a ``reply_echo`` partner."""
+    await _ping(reply, lambda i, echoes: (i, echoes))
+
+
+async def _ping(reply: SendPort[Any], request: Callable[[int, SendPort[Any]], Any]) -> None:
     commands: ReceivePort[int] = ReceivePort("bench-pinger")
     echoes: ReceivePort[Any] = ReceivePort("bench-pinger-echoes")
     reply.send((commands.send_port, echoes.send_port))
     partner: SendPort[Any] = await anext(echoes)
 
     async def round_trip(i: int) -> object:
-        partner.send(i)
+        partner.send(request(i, echoes.send_port))
         return await anext(echoes)
 
     async for count in commands:

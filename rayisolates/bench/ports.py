@@ -26,7 +26,14 @@ from .figure import (
     pipe_round_trips,
 )
 
-__all__ = ["crash_notice", "ping_pong", "throughput_four_senders", "throughput_one_sender"]
+__all__ = [
+    "crash_notice",
+    "ping_pong",
+    "ping_pong_reply_port",
+    "reply_ping_pong",
+    "throughput_four_senders",
+    "throughput_one_sender",
+]
 
 
 @contextmanager
@@ -70,6 +77,56 @@ def ping_pong(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
         port.close()
         ray.kill(raw)
         ray.kill(raw_async)
+
+
+def reply_ping_pong(
+    loop: asyncio.AbstractEventLoop,
+    quick: bool,
+    name: str,
+    isolate_options: dict[str, Any],
+    actor_options: dict[str, Any],
+) -> Iterator[Figure]:
+    """Dart's request/reply idiom, ``(i, reply_port)`` to an isolate answering on the
+    port it received, against one sync method call of a raw actor; each placed by its
+    Ray options."""
+    replies: ReceivePort[Any] = ReceivePort("bench-reply-ping-pong")
+    isolate = Isolate.spawn(entries.reply_echo, replies.send_port, **isolate_options).result()
+    worker: SendPort[Any] = loop.run_until_complete(anext(replies))
+    raw = actor(entries.RawEcho).options(**actor_options).remote()
+    ray.get(raw.echo.remote(0))
+    batch = 20
+
+    async def round_trip(i: int) -> object:
+        worker.send((i, replies.send_port))
+        return await anext(replies)
+
+    def ours() -> float:
+        return loop.run_until_complete(median_round_trip_ms_async(round_trip, batch))
+
+    def raw_call() -> float:
+        return median_round_trip_ms(lambda i: ray.get(raw.echo.remote(i)), batch)
+
+    ours()
+    try:
+        yield Figure(
+            name,
+            "ms",
+            higher_is_better=False,
+            contenders={OURS: ours, "raw sync actor method call": raw_call},
+            rounds=10 if quick else 60,
+        )
+    finally:
+        isolate.kill()
+        replies.close()
+        ray.kill(raw)
+
+
+@contextmanager
+def ping_pong_reply_port(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """A message carrying its reply port to an isolate, and the answer on that port."""
+    yield from reply_ping_pong(
+        loop, quick, "ping-pong main <-> isolate, reply port in each message", {}, {}
+    )
 
 
 def _port_throughput(

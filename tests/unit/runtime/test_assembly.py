@@ -14,10 +14,11 @@ from typing import Any, NoReturn
 import pytest
 
 from rayisolates._capability import Capability
-from rayisolates._runtime.assembly import Kind, Receiving, assemble
+from rayisolates._runtime.assembly import Direct, Kind, Receiving, assemble
 from rayisolates._sendport import SendPort
 from rayisolates._transport.codec import INLINE
-from rayisolates._transport.direct import direct_folder
+from rayisolates._transport.direct import Reach, direct_folder
+from rayisolates._transport.handshake import new_secret
 from rayisolates._transport.mailbox import Mailbox
 from rayisolates._transport.wire import CONTROL_PORT, Control, Pause
 
@@ -147,7 +148,7 @@ def test_a_fatal_error_ends_the_isolate_and_direct_channels_close_with_it(
             loop=loop,
             runs_on_own_loop=True,
             supervisor=no_supervisor,
-            direct=folder,
+            direct=Direct(Reach(new_secret(), across_nodes=False), folder, "a node", host=None),
             direct_on_loop=True,
             receiving=Receiving(
                 Capability(),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import pickle
 import random
 import shutil
 import socket
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from rayisolates._transport.dial import dial
 from rayisolates._transport.direct import (
     Endpoint,
     Fallback,
@@ -27,6 +30,8 @@ from rayisolates._transport.direct import (
     portable,
     sweep,
 )
+from rayisolates._transport.frames import frame
+from rayisolates._transport.handshake import Refused, new_secret
 from rayisolates._transport.inbox import Inbox
 from rayisolates._transport.outbox import Outbox
 from rayisolates._transport.rpc import when_done
@@ -34,6 +39,7 @@ from rayisolates._transport.rpc import when_done
 pytestmark = pytest.mark.timeout(60)
 
 NODE = "0123456789abcdef0123"
+SECRET = new_secret()
 
 
 @pytest.fixture
@@ -73,7 +79,10 @@ def done_now(result: Any = "over ray") -> concurrent.futures.Future[Any]:
 @pytest.fixture
 def endpoints(folder: Path) -> Iterator[tuple[Endpoint, Endpoint, Received]]:
     received = Received()
-    sender, receiver = Endpoint(folder, "a"), Endpoint(folder, "b", received)
+    sender, receiver = (
+        Endpoint(folder, "a", secret=SECRET),
+        Endpoint(folder, "b", received, secret=SECRET),
+    )
     yield sender, receiver, received
     received.open.set()
     sender.close()
@@ -95,7 +104,7 @@ def test_batches_arrive_in_order_and_are_acknowledged(
 
 
 def test_a_destination_elsewhere_gets_nothing_directly(folder: Path) -> None:
-    sender = Endpoint(folder, "a")
+    sender = Endpoint(folder, "a", secret=SECRET)
     try:
         assert sender.send("elsewhere", "a", 0, [item(0)], done_now) is None
         assert not sender.reachable("elsewhere")
@@ -131,7 +140,7 @@ def test_a_broken_channel_sends_what_was_not_acknowledged_over_ray(
 
 def test_large_batches_both_ways_at_once_do_not_block(folder: Path) -> None:
     got_a, got_b = Received(), Received()
-    a, b = Endpoint(folder, "a", got_a), Endpoint(folder, "b", got_b)
+    a, b = Endpoint(folder, "a", got_a, secret=SECRET), Endpoint(folder, "b", got_b, secret=SECRET)
     big = [item(os.urandom(256 * 1024)) for _ in range(4)]  # 1 MB a batch
     try:
 
@@ -155,7 +164,7 @@ def test_a_socket_nobody_listens_on_is_removed(folder: Path) -> None:
     left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     left.bind(str(stale))  # bound, never listening: what a killed process leaves
     left.close()
-    sender = Endpoint(folder, "a")
+    sender = Endpoint(folder, "a", secret=SECRET)
     try:
         assert sender.send("gone", "a", 0, [item(0)], done_now) is None
         assert not stale.exists()
@@ -209,7 +218,7 @@ def test_another_user_cannot_inject_messages(opened: bool) -> None:
     folder = direct_folder(NODE, base=str(base))
     assert folder is not None
     received = Received()
-    receiver = Endpoint(folder, "b", received)
+    receiver = Endpoint(folder, "b", received, secret=SECRET)
     if opened:  # even with the folder and socket opened to all, the peer's uid is checked
         for path in (folder.parent, folder, folder / "b.sock"):
             path.chmod(0o777)
@@ -226,13 +235,42 @@ def test_another_user_cannot_inject_messages(opened: bool) -> None:
     assert received.batches == []
 
 
+def endpoint_over(
+    carrier: str,
+    folder: Path,
+    name: str,
+    take: Any = None,
+    to: Any = None,
+) -> Endpoint:
+    """An endpoint that receives (``take``) or sends over Unix sockets or TCP; a TCP sender
+    finds ``to()``'s address as ``locate`` would over Ray. Broken channels retry soon."""
+    if carrier == "unix":
+        return Endpoint(folder, name, take, secret=SECRET, retry_seconds=0.01)
+    return Endpoint(
+        None,
+        name,
+        take,
+        secret=SECRET,
+        node=name,
+        host="127.0.0.1" if take is not None else None,
+        locate=None if to is None else lambda destination, route: done_now(to().address),
+        retry_seconds=0.01,
+    )
+
+
+@pytest.mark.parametrize("carrier", ["unix", "tcp"])
 @pytest.mark.parametrize("seed", range(int(os.environ.get("DIRECT_SEEDS", "30"))))
-def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) -> None:
+def test_random_breaks_lose_repeat_and_reorder_nothing(
+    folder: Path, seed: int, carrier: str
+) -> None:
     """Outboxes over direct channels, with channels broken at random and a slow, lossy "Ray".
 
     The fallback path delivers after a random delay and sometimes twice (as a
     repeated call would); the receiver's inbox must still see every
-    sender's messages once, in order.
+    sender's messages once, in order. Over TCP the senders find the receiver
+    through ``locate`` (as over Ray) and connect on a thread of their own,
+    the batches meanwhile going the slow way; broken channels come back
+    after a short retry time.
     """
     rng = random.Random(seed)
     dispatched: dict[str, list[int]] = {}
@@ -252,7 +290,13 @@ def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) 
         with lock:
             inbox.receive(sender, seq, [(sender, value) for _, _, value, _ in items])
 
-    receivers = [Endpoint(folder, "b", take)]
+    def receiver() -> Endpoint:
+        return endpoint_over(carrier, folder, "b", take)
+
+    def sender(name: str) -> Endpoint:
+        return endpoint_over(carrier, folder, name, to=lambda: receivers[-1])
+
+    receivers = [receiver()]
     slow_ray = concurrent.futures.ThreadPoolExecutor(4)
 
     def over_ray(
@@ -267,7 +311,7 @@ def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) 
 
         return slow_ray.submit(deliver)
 
-    senders = [Endpoint(folder, f"a{i}") for i in range(3)]
+    senders = [sender(f"a{i}") for i in range(3)]
     outboxes: list[Outbox[Any]] = [
         Outbox(f"a{i}", direct_first(endpoint, over_ray), on_done=when_done)
         for i, endpoint in enumerate(senders)
@@ -275,13 +319,17 @@ def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) 
     count = 400
     try:
         for value in range(count):
+            if rng.random() < 0.05:
+                time.sleep(0.001)  # time for connections being made (TCP) to be made
             i = rng.randrange(3)
-            outboxes[i].add("b", None, item(value))
+            outboxes[i].add("b", "b's route", item(value))
             if rng.random() < 0.03:
                 senders[i].forget("b")  # the sender drops the channel; the next batch reconnects
             if rng.random() < 0.01:  # the receiving side drops every channel, unread frames too
                 receivers[-1].close()
-                receivers.append(Endpoint(folder, "b", take))
+                receivers.append(receiver())
+            if rng.random() < 0.01:  # a network fault: every connection, both ways
+                receivers[-1].sever()
 
         async def drained() -> None:
             await asyncio.gather(*(outbox.drain() for outbox in outboxes))
@@ -293,6 +341,7 @@ def test_random_breaks_lose_repeat_and_reorder_nothing(folder: Path, seed: int) 
             assert merged == list(range(count)), "lost or repeated"
             for values in dispatched.values():
                 assert values == sorted(values), "reordered"
+        assert sum(endpoint.carried for endpoint in senders) > 0, "never direct"
     finally:
         for endpoint in [*senders, *receivers]:
             endpoint.close()
@@ -321,8 +370,8 @@ def test_a_loop_can_read_what_arrives_while_acknowledgements_stay_on_the_thread(
         taken.append((sender, seq, asyncio.get_running_loop() is loop))
 
     a_received = Received()
-    a = Endpoint(folder, "a", a_received)
-    b = Endpoint(folder, "b", take, loop=loop)
+    a = Endpoint(folder, "a", a_received, secret=SECRET)
+    b = Endpoint(folder, "b", take, loop=loop, secret=SECRET)
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     try:
         loop.call_soon_threadsafe(b_ready.set)
@@ -348,14 +397,17 @@ def test_a_loop_can_read_what_arrives_while_acknowledgements_stay_on_the_thread(
 def test_the_last_endpoint_to_close_removes_the_nodes_folder(tmp_path: Path) -> None:
     folder = direct_folder(NODE, base=str(tmp_path))
     assert folder is not None
-    first, second = Endpoint(folder, "a", Received()), Endpoint(folder, "b", Received())
+    first, second = (
+        Endpoint(folder, "a", Received(), secret=SECRET),
+        Endpoint(folder, "b", Received(), secret=SECRET),
+    )
     first.close()
     assert sorted(path.name for path in folder.iterdir()) == ["b.sock"]
     second.close()
     assert not folder.exists()
     again = direct_folder(NODE, base=str(tmp_path))  # the next isolate on the node makes it anew
     assert again == folder and folder.is_dir()
-    third = Endpoint(folder, "c", Received())
+    third = Endpoint(folder, "c", Received(), secret=SECRET)
     third.close()
     assert not folder.exists()
 
@@ -364,7 +416,7 @@ def test_an_endpoint_binds_even_if_the_folder_went_away_meanwhile(tmp_path: Path
     folder = direct_folder(NODE, base=str(tmp_path))
     assert folder is not None
     folder.rmdir()  # as by the node's last endpoint closing between direct_folder and bind
-    endpoint = Endpoint(folder, "a", Received())
+    endpoint = Endpoint(folder, "a", Received(), secret=SECRET)
     assert (folder / "a.sock").exists()
     endpoint.close()
 
@@ -382,7 +434,7 @@ def test_sweep_removes_stale_sockets_and_empty_folders_of_other_nodes(tmp_path: 
         left.close()
         if name != "starting":
             os.utime(node / f"{name}.sock", (long_ago, long_ago))
-    listening = Endpoint(live, "alive", Received())
+    listening = Endpoint(live, "alive", Received(), secret=SECRET)
     os.utime(live / "alive.sock", (long_ago, long_ago))
     try:
         assert sweep(here) == 2  # dead and killed; the fresh one may not listen yet
@@ -392,3 +444,77 @@ def test_sweep_removes_stale_sockets_and_empty_folders_of_other_nodes(tmp_path: 
         assert here.is_dir() and not list(here.iterdir())  # its own node's folder stays
     finally:
         listening.close()
+
+
+class Bomb:
+    """Unpickled, it leaves a file behind: what an intruder's frame would do if it were read."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (Path.write_text, (str(self.marker), "pickle ran"))
+
+
+def intrusion(rng: random.Random, marker: Path) -> bytes:
+    """What a stranger sends first: random bytes, a frame with a bomb, or a bomb after a
+    greeting-sized run of bytes (as if it could skip the handshake)."""
+    bomb = frame(("stranger", 0, [(1, 1, pickle.dumps(Bomb(marker)), None)]))
+    return rng.choice(
+        [
+            rng.randbytes(rng.randrange(1, 200)),
+            bomb,
+            rng.randbytes(64) + bomb,
+            b"\0" * rng.randrange(1, 100),
+            b"",  # connects and says nothing: a half-open connection
+        ]
+    )
+
+
+@pytest.mark.parametrize("carrier", ["unix", "tcp"])
+def test_strangers_are_refused_before_a_byte_is_unpickled(
+    folder: Path, tmp_path: Path, carrier: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connections without the secret (random bytes, pickles, nothing at all, a wrong
+    secret) are refused and logged; nothing they sent is read; the endpoint goes on
+    serving the cluster's own processes meanwhile."""
+    received = Received()
+    receiver = endpoint_over(carrier, folder, "b", received)
+    where: Path | tuple[str, int] = folder / "b.sock"
+    if carrier == "tcp":
+        assert receiver.address is not None
+        where = (receiver.address[1], receiver.address[2])
+    sender = endpoint_over(carrier, folder, "a", to=lambda: receiver)
+    marker = tmp_path / "marker"
+    rng = random.Random(0)
+    strangers = []
+    try:
+        for attempt in range(40):
+            family = socket.AF_UNIX if isinstance(where, Path) else socket.AF_INET
+            stranger = socket.socket(family, socket.SOCK_STREAM)
+            stranger.connect(str(where) if isinstance(where, Path) else where)
+            stranger.sendall(intrusion(rng, marker))
+            strangers.append(stranger)  # left open: refused at the handshake's deadline
+            if attempt % 10 == 0:
+                with pytest.raises(Refused):
+                    dial(where, new_secret(), timeout=2)  # the wrong secret
+        assert sender.reachable("b", "b's route") in (True, None)
+        deadline = time.monotonic() + 10
+        while not sender.reachable("b", "b's route") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        future = sender.send("b", "a", 0, [item("for b")], done_now, "b's route")
+        assert future is not None and future.result(10) is None  # served all the while
+        for stranger in strangers:
+            stranger.settimeout(5)
+            with contextlib.suppress(OSError):
+                while stranger.recv(4096):  # the greeting, then the end: nothing else
+                    pass
+    finally:
+        for stranger in strangers:
+            stranger.close()
+        sender.close()
+        receiver.close()
+    assert received.batches == [("a", 0, [item("for b")])]
+    assert not marker.exists()
+    refusals = [r for r in caplog.records if "refused a connection" in r.getMessage()]
+    assert 1 <= len(refusals) <= 2  # logged, not once per stranger
