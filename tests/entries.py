@@ -224,7 +224,8 @@ async def failing_task(reply: SendPort[Any]) -> None:
 async def cutting_relay(reply: SendPort[Any]) -> None:
     """Send our port; the first message is a partner port. Then, for each int ``i``:
     ``("a", i)`` to ``reply`` and ``i`` to the partner; ``"cut"`` closes this
-    isolate's direct channels (every one, both ways), as a broken socket would.
+    isolate's direct channels (every one, both ways), as a broken socket would;
+    ``"sever"`` breaks every connection they have, and they come back later.
     """
     from rayisolates._context.context import current
 
@@ -236,6 +237,10 @@ async def cutting_relay(reply: SendPort[Any]) -> None:
             endpoint = current().endpoint
             assert endpoint is not None
             endpoint.close()
+        elif message == "sever":  # every connection breaks, as in a network fault; they return
+            endpoint = current().endpoint
+            assert endpoint is not None
+            endpoint.sever()
         elif message is None:
             break
         else:
@@ -623,9 +628,31 @@ def controller(reply: SendPort[Any]) -> None:
     reply.send(port.send_port)
 
 
+def carried() -> int:
+    """How many messages this process has written to direct channels (-1: it has none)."""
+    from rayisolates._context.context import current
+
+    endpoint = current().endpoint
+    return -1 if endpoint is None else endpoint.carried
+
+
 async def answer_on_given_port(reply: SendPort[Any]) -> None:
-    """Sends our port; each ``(value, port)`` is answered on ``port`` (Dart's request/reply)."""
+    """Sends our port; each ``(value, port)`` is answered on ``port`` (Dart's request/reply);
+    ``("carried", port)`` with :func:`carried`."""
     port: ReceivePort[Any] = ReceivePort("requests")
     reply.send(port.send_port)
     async for value, answer_to in port:
-        answer_to.send(value)
+        answer_to.send(carried() if value == "carried" else value)
+
+
+async def ask_many(job: tuple[SendPort[Any], int, SendPort[Any]]) -> None:
+    """Send ``target`` n requests, each with our reply port, one at a time; report whether
+    every answer was right, and :func:`carried`."""
+    target, count, report = job
+    answers: ReceivePort[Any] = ReceivePort("answers")
+    right = 0
+    for i in range(count):
+        target.send((i, answers.send_port))
+        right += await anext(answers) == i
+    answers.close()
+    report.send((right == count, carried()))

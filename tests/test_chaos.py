@@ -37,6 +37,7 @@ class Chaos:
     kills: int
     seed: int
     wait: float = 120.0  # seconds any one step may take
+    nodes: tuple[str, ...] = ()  # custom resources of the nodes to spread members over
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,15 +78,24 @@ class MainInbox:
 
 
 async def spawn_members(
-    count: int, control: ReceivePort[Any], exits: ReceivePort[Any]
+    count: int, control: ReceivePort[Any], exits: ReceivePort[Any], nodes: tuple[str, ...] = ()
 ) -> dict[str, Member]:
+    """``count`` members, placed on ``nodes`` (custom resources) in turn, if given."""
     names = [f"c{i}" for i in range(count)]
+    options = [
+        {"resources": {nodes[index % len(nodes)]: 1}} if nodes else {} for index in range(count)
+    ]
     isolates: dict[str, Isolate] = {}
     for start in range(0, count, 20):  # in waves: Ray starts worker processes gradually
         wave = names[start : start + 20]
         spawned = await asyncio.gather(
             *(
-                Isolate.spawn(chaos_entries.member, (control.send_port, name), debug_name=name)
+                Isolate.spawn(
+                    chaos_entries.member,
+                    (control.send_port, name),
+                    debug_name=name,
+                    **options[names.index(name)],
+                )
                 for name in wave
             )
         )
@@ -201,7 +211,7 @@ async def chaos(config: Chaos) -> None:
     exits: ReceivePort[Any] = ReceivePort("chaos-exits")
     main = MainInbox()
     try:
-        members = await spawn_members(config.isolates, control, exits)
+        members = await spawn_members(config.isolates, control, exits, config.nodes)
         config.figures["spawn_seconds"] = round(time.perf_counter() - started, 1)
         killed, main_sent = await traffic(members, main, config, random.Random(config.seed))
         survivors = [name for name in members if name not in killed]
@@ -221,10 +231,16 @@ async def chaos(config: Chaos) -> None:
             port.close()
 
 
+THREE_NODES = ("node_head", "node_a", "node_b")  # the session cluster's (conftest.py)
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("seed", [1, 2])
-def test_all_to_all_traffic_survives_random_kills(seed: int) -> None:
-    config = Chaos(isolates=8, rounds=1500, kills=3, seed=seed)
+@pytest.mark.parametrize(
+    ("seed", "nodes"), [(1, ()), (2, ()), (3, THREE_NODES)], ids=["1", "2", "3-across-nodes"]
+)
+def test_all_to_all_traffic_survives_random_kills(seed: int, nodes: tuple[str, ...]) -> None:
+    """On the driver's node, and spread over three nodes (direct channels across them)."""
+    config = Chaos(isolates=8, rounds=1500, kills=3, seed=seed, nodes=nodes)
     run(chaos(config), timeout=230)
     print(config.figures)
 

@@ -43,12 +43,23 @@ class World:
     main_counters: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-async def spawn_members(control: ReceivePort[Any]) -> dict[str, Isolate]:
+THREE_NODES = ("node_head", "node_a", "node_b")  # the session cluster's (conftest.py)
+
+
+async def spawn_members(
+    control: ReceivePort[Any], nodes: tuple[str, ...] = ()
+) -> dict[str, Isolate]:
+    """The members, placed on ``nodes`` (custom resources) in turn, if given."""
     names = [f"m{i}" for i in range(MEMBERS)]
     spawned = await asyncio.gather(
         *(
-            Isolate.spawn(model_entries.member, (control.send_port, name, PORTS), debug_name=name)
-            for name in names
+            Isolate.spawn(
+                model_entries.member,
+                (control.send_port, name, PORTS),
+                debug_name=name,
+                **({"resources": {nodes[index % len(nodes)]: 1}} if nodes else {}),
+            )
+            for index, name in enumerate(names)
         )
     )
     return dict(zip(names, spawned, strict=True))
@@ -187,10 +198,10 @@ async def diagnosis(world: World, control: ReceivePort[Any]) -> str:
     return "incomplete: " + "; ".join(lines)
 
 
-async def scenarios(seeds: range, steps: int) -> None:
+async def scenarios(seeds: range, steps: int, nodes: tuple[str, ...] = ()) -> None:
     """One scenario per seed, on the same three members (reset in between)."""
     control: ReceivePort[Any] = ReceivePort("model-control")
-    members = await spawn_members(control)
+    members = await spawn_members(control, nodes)
     try:
         for seed in seeds:
             world = World(random.Random(seed))
@@ -214,6 +225,12 @@ async def scenarios(seeds: range, steps: int) -> None:
 @pytest.mark.timeout(300)
 def test_random_traffic_matches_the_model() -> None:
     run(scenarios(range(12), steps=60), timeout=290)
+
+
+@pytest.mark.timeout(300)
+def test_random_traffic_across_nodes_matches_the_model() -> None:
+    """The members on three nodes: direct channels between them, and to the driver."""
+    run(scenarios(range(200, 212), steps=60, nodes=THREE_NODES), timeout=290)
 
 
 @pytest.mark.slow
