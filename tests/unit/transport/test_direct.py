@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from rayisolates._transport.dial import dial
+from rayisolates._transport.dial import CONNECT_SECONDS, dial
 from rayisolates._transport.direct import (
     Endpoint,
     Fallback,
@@ -518,3 +518,28 @@ def test_strangers_are_refused_before_a_byte_is_unpickled(
     assert not marker.exists()
     refusals = [r for r in caplog.records if "refused a connection" in r.getMessage()]
     assert 1 <= len(refusals) <= 2  # logged, not once per stranger
+
+
+def test_a_peer_that_cannot_be_reached_costs_a_bounded_wait_off_the_senders_thread() -> None:
+    """A destination whose address answers nothing (as behind a firewall that lets the
+    connection in, or a process that stopped): every batch goes over Ray at once, the
+    sending thread never waits, and after the connect timeout the pair is on Ray."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+    address = ("elsewhere", "127.0.0.1", silent.getsockname()[1])
+    sender = Endpoint(
+        None, "a", secret=SECRET, node="here", locate=lambda destination, route: done_now(address)
+    )
+    try:
+        started = time.monotonic()
+        for seq in range(100):
+            assert sender.send("b", "a", seq, [item(seq)], done_now, "b's route") is None
+        # Still trying: none of those sends waited for the connection to fail.
+        assert sender.reachable("b", "b's route") is None
+        deadline = time.monotonic() + 10
+        while sender.reachable("b", "b's route") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sender.reachable("b", "b's route") is False
+        assert time.monotonic() - started < 2 * CONNECT_SECONDS + 5  # bounded (a liveness bound)
+    finally:
+        sender.close()
+        silent.close()
