@@ -71,3 +71,9 @@ def settle(pool: IsolatePool, **wanted: int) -> dict[str, int]:
     with engine.settled:
         assert engine.settled.wait_for(reached, timeout=60), (wanted, engine.state.stats())
     return pool.stats()
+
+
+def placed(nodes: tuple[str, ...], index: int) -> dict[str, Any]:
+    """Ray options putting the ``index``-th of several isolates on ``nodes`` (their custom
+    resources) in turn; none if ``nodes`` is empty."""
+    return {"resources": {nodes[index % len(nodes)]: 1}} if nodes else {}

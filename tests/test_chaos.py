@@ -24,7 +24,7 @@ from rayisolates import Isolate, ReceivePort, SendPort
 from rayisolates._context.context import current
 
 from . import chaos_entries
-from .support import resident_megabytes, run
+from .support import placed, resident_megabytes, run
 
 MAIN = "main"
 Counts = dict[str, dict[str, int]]  # sender -> target -> messages sent
@@ -82,9 +82,6 @@ async def spawn_members(
 ) -> dict[str, Member]:
     """``count`` members, placed on ``nodes`` (custom resources) in turn, if given."""
     names = [f"c{i}" for i in range(count)]
-    options = [
-        {"resources": {nodes[index % len(nodes)]: 1}} if nodes else {} for index in range(count)
-    ]
     isolates: dict[str, Isolate] = {}
     for start in range(0, count, 20):  # in waves: Ray starts worker processes gradually
         wave = names[start : start + 20]
@@ -94,7 +91,7 @@ async def spawn_members(
                     chaos_entries.member,
                     (control.send_port, name),
                     debug_name=name,
-                    **options[names.index(name)],
+                    **placed(nodes, names.index(name)),
                 )
                 for name in wave
             )

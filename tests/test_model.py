@@ -21,7 +21,7 @@ import pytest
 from rayisolates import Capability, Isolate, ReceivePort, SendPort
 
 from . import model_entries
-from .support import run
+from .support import placed, run
 
 MEMBERS = 3
 PORTS = 2
@@ -57,7 +57,7 @@ async def spawn_members(
                 model_entries.member,
                 (control.send_port, name, PORTS),
                 debug_name=name,
-                **({"resources": {nodes[index % len(nodes)]: 1}} if nodes else {}),
+                **placed(nodes, index),
             )
             for index, name in enumerate(names)
         )

@@ -16,9 +16,10 @@ from typing import Any
 
 import ray
 
-from rayisolates import Isolate, IsolatePool, ReceivePort, SendPort
+from rayisolates import Isolate, IsolatePool, ReceivePort
 
 from . import entries
+from .between import isolate_throughput
 from .cluster import NODE_A, NODE_B, on, on_driver_node
 from .figure import OURS, Figure, actor
 from .ports import reply_ping_pong
@@ -142,43 +143,9 @@ def throughput_isolates_across_nodes(
 ) -> Iterator[Figure]:
     """Small messages from an isolate on node a to one on node b, against a raw actor on
     a making one sync call per message (pipelined) to an actor on b."""
-    count, raw_count = _counts(quick)
-    port: ReceivePort[Any] = ReceivePort("bench-across-between-throughput")
-    sink = Isolate.spawn(entries.counting_sink, port.send_port, **on(NODE_B)).result()
-    sink_port: SendPort[Any] = loop.run_until_complete(anext(port))
-    burst = Isolate.spawn(entries.burst_to, port.send_port, **on(NODE_A)).result()
-    burst_port: SendPort[Any] = loop.run_until_complete(anext(port))
-    raw_sink = actor(entries.RawSink).options(**on(NODE_B)).remote()
-    raw_producer = actor(entries.RawProducer).options(**on(NODE_A)).remote()
-
-    def ours() -> float:
-        started = time.perf_counter()
-        burst_port.send((sink_port, count))
-        arrived = loop.run_until_complete(anext(port))
-        assert arrived == count, f"{arrived} of {count} arrived"
-        return count / (time.perf_counter() - started)
-
-    def raw_calls() -> float:
-        started = time.perf_counter()
-        ray.get(raw_producer.to_sink.remote(raw_sink, raw_count))
-        return raw_count / (time.perf_counter() - started)
-
-    ours()
-    raw_calls()
-    try:
-        yield Figure(
-            "throughput isolate -> isolate across nodes",
-            "msgs/s",
-            higher_is_better=True,
-            contenders={OURS: ours, "raw per-message sync actor calls": raw_calls},
-            rounds=3 if quick else 10,
-        )
-    finally:
-        sink.kill()
-        burst.kill()
-        port.close()
-        ray.kill(raw_sink)
-        ray.kill(raw_producer)
+    name = "throughput isolate -> isolate across nodes"
+    with isolate_throughput(loop, quick, name, on(NODE_A), on(NODE_B)) as figure:
+        yield figure
 
 
 def _stream_across_nodes(quick: bool, buffer: int) -> Iterator[Figure]:
