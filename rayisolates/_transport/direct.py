@@ -304,9 +304,19 @@ class Endpoint:
             self._path = folder / f"{own_id}.sock"
             self._listen_here(folder, self._path)
         if on_batch is not None and host is not None:
-            tcp = socket.create_server((host, 0), family=_family(host), backlog=256)
-            self._selector.register(tcp, selectors.EVENT_READ, "tcp")
-            self.address = (node, host, tcp.getsockname()[1])
+            try:
+                tcp = socket.create_server((host, 0), family=_family(host), backlog=256)
+            except OSError as error:  # not an address of ours (NAT, a container): Ray it is
+                log.warning(
+                    "rayisolates: cannot listen on %s (%s); messages from other nodes to "
+                    "isolate %s go over Ray",
+                    host,
+                    error,
+                    own_id,
+                )
+            else:
+                self._selector.register(tcp, selectors.EVENT_READ, "tcp")
+                self.address = (node, host, tcp.getsockname()[1])
         self._thread = threading.Thread(target=self._run, name="rayisolates-direct", daemon=True)
         self._thread.start()
 

@@ -543,3 +543,16 @@ def test_a_peer_that_cannot_be_reached_costs_a_bounded_wait_off_the_senders_thre
     finally:
         sender.close()
         silent.close()
+
+
+def test_an_address_that_is_not_ours_leaves_the_endpoint_on_its_node(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ray may give a node an address this process cannot listen on (NAT): then others
+    reach it over Ray, said once, and the endpoint still works."""
+    endpoint = Endpoint(None, "b", Received(), secret=SECRET, node="n", host="203.0.113.7")
+    try:
+        assert endpoint.address is None
+        assert any("cannot listen on 203.0.113.7" in r.getMessage() for r in caplog.records)
+    finally:
+        endpoint.close()
