@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._context.context import current
-from .._ports import ReceivePort
+from .._ports import RawReceivePort
 from .._run import _portable
 from .._sendport import SendPort
 from .._transport.codec import encode, open_encoded_async
@@ -27,18 +27,17 @@ _SYNC_YIELD_EVERY = 16  # a sync generator lets stops and credits in every this 
 
 
 class _Credits:
-    """:class:`Granted` fed by the credit port, awaited by the pump."""
+    """:class:`Granted` fed by the credit port (its handler runs on the producer's loop, no
+    task of its own), awaited by the pump."""
 
     def __init__(self, buffer: int) -> None:
         self.granted = Granted(buffer)
         self._changed = asyncio.Event()
+        self.port: RawReceivePort[Any] = RawReceivePort(self._received, "stream-credits")
 
-    async def listen(self, port: ReceivePort[Any]) -> None:
-        async for message in port:
-            self.granted.received(message)
-            self._changed.set()
-            if self.granted.stopped:
-                return
+    def _received(self, message: int | None) -> None:
+        self.granted.received(message)
+        self._changed.set()
 
     async def take(self) -> bool:
         """Wait for a credit and spend it; ``False`` once the consumer has stopped."""
@@ -74,10 +73,8 @@ async def _produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
     Returns when the generator is exhausted or the consumer stopped; raises
     what the generator raised.
     """
-    credit_port: ReceivePort[Any] = ReceivePort("stream-credits")
-    items.send(("ready", credit_port.send_port))
     credits = _Credits(buffer)
-    listener = asyncio.ensure_future(credits.listen(credit_port))
+    items.send(("ready", credits.port.send_port))
     try:
         fn, args = await open_encoded_async(work)
         source = fn(*args)
@@ -92,8 +89,7 @@ async def _produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
                 f"iterator); {name} returned {type(source).__name__}"
             )
     finally:
-        listener.cancel()
-        credit_port.close()
+        credits.port.close()
 
 
 def _item(value: Any) -> Any:

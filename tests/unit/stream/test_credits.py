@@ -105,7 +105,7 @@ def test_spending_says_whether_to_make_wait_or_stop() -> None:
     assert granted.spend() is False and granted.left == 1
 
 
-def test_credits_go_back_in_quarters_of_the_buffer() -> None:
+def test_credits_go_back_in_halves_of_the_buffer() -> None:
     owed = Owed(16)
-    assert [owed.took() for _ in range(8)] == [0, 0, 0, 4, 0, 0, 0, 4]
+    assert [owed.took() for _ in range(16)] == [0] * 7 + [8] + [0] * 7 + [8]
     assert [Owed(1).took(), Owed(3).took()] == [1, 1]
