@@ -6,11 +6,12 @@ for each item it takes (:class:`Owed`) and gives them back in chunks of
 half the buffer, so that half stay in flight while credits travel (with a
 buffer of 16, chunks of 8 measured 21k items/s on one node against 14k for
 chunks of 4 and 12k for one credit per item: each credit is a message, and
-the messages, not their round trip, cost most here). Credits are conserved: what the producer holds, plus the items on
-their way or waiting to be taken, plus the credits owed or on their way
-back, is always ``buffer``, so at most ``buffer`` items are made and not yet
-taken, and a consumer that keeps taking never leaves the producer waiting
-for good. A stop (``None`` instead of a number of credits) ends production.
+the messages, not their round trip, cost most here). Credits are
+conserved: what the producer holds, plus the items on their way or waiting
+to be taken, plus the credits owed or on their way back, is always
+``buffer``, so at most ``buffer`` items are made and not yet taken, and a
+consumer that keeps taking never leaves the producer waiting for good. A
+stop (``None`` instead of a number of credits) ends production.
 
 Plain objects, no ports and no loops: the producer's pump and the consumer
 (``producer``, ``consumer``) carry the numbers; ``tests/unit/stream`` checks
