@@ -73,8 +73,9 @@ def until_stream_ended(stream: IsolateStream[Any]) -> None:
 def test_stream_items_outlive_a_spawned_producer(ray_runtime: dict[str, Any], seed: int) -> None:
     rng = random.Random(seed)
     sizes = mix(rng)
-    # Room for every item: the producer makes them all, says it is done and ends.
-    stream = Isolate.stream(entries.self_then_arrays, sizes, buffer=len(sizes) + rng.randint(1, 4))
+    # Room for every item and for finding the end (asking the generator for one more
+    # takes a credit too): the producer makes them all, says it is done and ends.
+    stream = Isolate.stream(entries.self_then_arrays, sizes, buffer=len(sizes) + rng.randint(2, 5))
     producer, owned = next(stream)
     run(until_ended(producer))
     until_owner_gone(owned)
@@ -91,7 +92,8 @@ def test_stream_items_and_results_outlive_a_pool_member(
         results = [
             pool.run(entries.sized_array, size, i + 1) for i, size in enumerate(result_sizes)
         ]
-        stream = pool.stream(entries.self_then_arrays, stream_sizes, buffer=len(stream_sizes) + 1)
+        # Room for the items and for finding the end, as above.
+        stream = pool.stream(entries.self_then_arrays, stream_sizes, buffer=len(stream_sizes) + 2)
         member, owned = next(stream)
         until_stream_ended(stream)
     # The pool closed (its tasks finished first, their results not read): its member ended.
