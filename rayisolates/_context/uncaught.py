@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .._sendport import SendPort
 
 __all__ = ["SendEncoded", "UncaughtErrors"]
+
+log = logging.getLogger("rayisolates.uncaught")
 
 # How a piece of an isolate sends an encoded message to a port (the sender's ``send``).
 SendEncoded = Callable[["SendPort[Any]", Encoded], None]
@@ -51,7 +53,7 @@ class UncaughtErrors:
         for port in listeners:
             self._send(port, encode(report))
         if not listeners:
-            print(f"Uncaught error in isolate {self._name()}:\n{stack}", file=sys.stderr, end="")
+            log.error("Uncaught error in isolate %s:\n%s", self._name(), stack.rstrip("\n"))
         if self.fatal:
             self._end(report)
 

@@ -9,15 +9,17 @@ socket is used at all.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import stat
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 __all__ = ["direct_folder", "private", "sweep"]
+
+log = logging.getLogger("rayisolates.direct")
 
 _STALE_SECONDS = 10.0  # a socket older than this that nobody listens on was left by the dead
 
@@ -41,10 +43,10 @@ def private(path: Path) -> bool:
         path.mkdir(mode=0o700)
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        print(
-            f"rayisolates: {path} is not a private folder of this user; "
+        log.warning(
+            "rayisolates: %s is not a private folder of this user; "
             "messages between isolates on this node go over Ray",
-            file=sys.stderr,
+            path,
         )
         return False
     return True

@@ -51,7 +51,7 @@ The driver's side, :class:`DriverLinks`, per isolate::
 from __future__ import annotations
 
 import concurrent.futures
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +68,8 @@ __all__ = [
     "DriverLinks",
     "HostLink",
 ]
+
+log = logging.getLogger("rayisolates.mainlink")
 
 REPLY_WINDOW_SECONDS = 0.002  # how long a deliver from main may keep replies for its own reply
 ENDING_POLL_SECONDS = 0.02  # how often an ending isolate's poll comes back for a newer ack
@@ -339,7 +341,7 @@ class DriverLinks:
             self._schedule(backoff(attempt + 1), lambda: self._poll(isolate_id, link, attempt + 1))
         else:
             if result != DEAD:
-                print(f"rayisolates: polling {isolate_id} failed: {error!r}", file=sys.stderr)
+                log.error("rayisolates: polling %s failed: %r", isolate_id, error)
             self._drop(isolate_id)
 
     def _drop(self, isolate_id: str) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import sys
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -44,6 +44,8 @@ from typing import Any, Generic, TypeVar
 from .rpc import DEAD, RAISED, RETRY, OnDone, backoff, later, outcome, when_done
 
 __all__ = ["MAX_IN_FLIGHT", "Outbox", "Transmit"]
+
+log = logging.getLogger("rayisolates.outbox")
 
 MAX_IN_FLIGHT = 2
 
@@ -166,10 +168,11 @@ class Outbox(Generic[T]):
             )
             return
         if result == RAISED:
-            print(
-                f"rayisolates: delivering to {destination} failed: {error!r}; "
-                f"{len(batch)} message(s) dropped",
-                file=sys.stderr,
+            log.error(
+                "rayisolates: delivering to %s failed: %r; %d message(s) dropped",
+                destination,
+                error,
+                len(batch),
             )
         with self._lock:
             channel.in_flight.pop(seq, None)
