@@ -16,7 +16,12 @@ from rayisolates import Isolate, ReceivePort, SendPort
 from . import entries
 from .figure import OURS, Figure, actor, pipe_round_trips
 
-__all__ = ["isolate_throughput", "ping_pong_between_isolates", "throughput_between_isolates"]
+__all__ = [
+    "isolate_throughput",
+    "ping_pong_between_isolates",
+    "queue_throughput",
+    "throughput_between_isolates",
+]
 
 BATCH = 20  # round trips per reading
 

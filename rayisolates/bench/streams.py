@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import ray
 from rayisolates import IsolatePool
 
 from . import entries
+from .between import queue_throughput
 from .figure import OURS, Figure
 
 __all__ = ["stream_stop", "stream_throughput"]
@@ -27,7 +27,6 @@ def stream_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[
     count = 5_000 if quick else 100_000
     ray_count = 500 if quick else 5_000
     ray_stream = ray.remote(num_returns="streaming", max_retries=0)(entries.ray_numbers)
-    context = multiprocessing.get_context("spawn")
     pool = IsolatePool(1, debug_name="bench-stream")
 
     def ours() -> float:
@@ -42,16 +41,7 @@ def stream_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[
         assert taken == ray_count
         return ray_count / (time.perf_counter() - started)
 
-    commands, data = context.Queue(), context.Queue()
-    producer = context.Process(target=entries.mp_producer, args=(commands, data), daemon=True)
-    producer.start()
-
-    def mp_queue() -> float:
-        started = time.perf_counter()
-        commands.put(count)
-        for _ in range(count):
-            data.get()
-        return count / (time.perf_counter() - started)
+    mp_queue, stop_queue = queue_throughput(count)
 
     ours()
     ray_generator()
@@ -69,8 +59,7 @@ def stream_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[
             rounds=3 if quick else 7,
         )
     finally:
-        commands.put(None)
-        producer.join(5)
+        stop_queue()
         pool.close()
 
 
