@@ -77,3 +77,34 @@ def placed(nodes: tuple[str, ...], index: int) -> dict[str, Any]:
     """Ray options putting the ``index``-th of several isolates on ``nodes`` (their custom
     resources) in turn; none if ``nodes`` is empty."""
     return {"resources": {nodes[index % len(nodes)]: 1}} if nodes else {}
+
+
+async def relay_through_breaks(
+    count: int,
+    relay_options: dict[str, Any],
+    partner_options: dict[str, Any],
+    before_each: Any,
+) -> None:
+    """Main -> A -> B and A -> main, ``count`` numbered messages, while
+    ``before_each(i, a)`` breaks channels as it likes (it may send ``a`` the relay's
+    ``"cut"`` or ``"sever"`` command, and is awaited); every message must arrive once, in
+    order, on both paths."""
+    from rayisolates import Isolate, ReceivePort, SendPort
+
+    from . import entries
+
+    port: ReceivePort[Any] = ReceivePort()
+    relay = await Isolate.spawn(entries.cutting_relay, port.send_port, **relay_options)
+    a: SendPort[Any] = await anext(port)
+    partner = await Isolate.spawn(entries.echo, port.send_port, **partner_options)
+    b: SendPort[Any] = await anext(port)
+    a.send(b)
+    for i in range(count):
+        await before_each(i, a)
+        a.send(i)
+    got = [await anext(port) for _ in range(2 * count)]
+    assert [m for m in got if isinstance(m, tuple)] == [("a", i) for i in range(count)]
+    assert [m for m in got if not isinstance(m, tuple)] == list(range(count))
+    relay.kill()
+    partner.kill()
+    port.close()

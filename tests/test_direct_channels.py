@@ -14,7 +14,7 @@ from rayisolates._context.connection import direct_channels
 from rayisolates._context.context import current
 
 from . import entries
-from .support import run, run_python
+from .support import relay_through_breaks, run, run_python
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -58,30 +58,17 @@ def test_channels_cut_mid_stream_fall_back_to_ray_losing_nothing(seed: int) -> N
     rng = random.Random(seed)
     count = 3000
 
-    async def main() -> None:
-        port: ReceivePort[Any] = ReceivePort()
-        relay = await Isolate.spawn(entries.cutting_relay, port.send_port, **ON_THE_HEAD)
-        a: SendPort[Any] = await anext(port)
-        partner = await Isolate.spawn(entries.echo, port.send_port, **ON_THE_HEAD)
-        b: SendPort[Any] = await anext(port)
-        a.send(b)
-        cut_at = rng.randrange(count)
-        for i in range(count):
-            if i == cut_at:
-                a.send("cut")
-            if rng.random() < 0.002:
-                main_endpoint().forget(a.isolate_id)  # main's side breaks; it reconnects
-            a.send(i)
-            if rng.random() < 0.01:
-                await asyncio.sleep(0)
-        got = [await anext(port) for _ in range(2 * count)]
-        assert [m for m in got if isinstance(m, tuple)] == [("a", i) for i in range(count)]
-        assert [m for m in got if not isinstance(m, tuple)] == list(range(count))
-        relay.kill()
-        partner.kill()
-        port.close()
+    cut_at = rng.randrange(count)
 
-    run(main(), timeout=150)
+    async def breaks(i: int, a: SendPort[Any]) -> None:
+        if i == cut_at:
+            a.send("cut")
+        if rng.random() < 0.002:
+            main_endpoint().forget(a.isolate_id)  # main's side breaks; it reconnects
+        if rng.random() < 0.01:
+            await asyncio.sleep(0)
+
+    run(relay_through_breaks(count, ON_THE_HEAD, ON_THE_HEAD, breaks), timeout=150)
 
 
 def test_the_switch_turns_direct_channels_off(ray_runtime: dict[str, Any]) -> None:

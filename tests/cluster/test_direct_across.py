@@ -18,7 +18,7 @@ from rayisolates._context.connection import across_nodes
 from rayisolates._context.context import current
 
 from .. import entries
-from ..support import run
+from ..support import relay_through_breaks, run
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -74,28 +74,15 @@ def test_channels_severed_at_random_across_nodes_lose_nothing(seed: int) -> None
     rng = random.Random(seed)
     count = 3000
 
-    async def main() -> None:
-        port: ReceivePort[Any] = ReceivePort()
-        relay = await Isolate.spawn(entries.cutting_relay, port.send_port, **ON_A)
-        a: SendPort[Any] = await anext(port)
-        partner = await Isolate.spawn(entries.echo, port.send_port, **ON_B)
-        b: SendPort[Any] = await anext(port)
-        a.send(b)
-        endpoint = current().endpoint
-        assert endpoint is not None
-        for i in range(count):
-            if rng.random() < 0.003:
-                a.send("sever")
-            if rng.random() < 0.002:
-                endpoint.sever()
-            a.send(i)
-            if rng.random() < 0.02:
-                await asyncio.sleep(0.001)
-        got = [await anext(port) for _ in range(2 * count)]
-        assert [m for m in got if isinstance(m, tuple)] == [("a", i) for i in range(count)]
-        assert [m for m in got if not isinstance(m, tuple)] == list(range(count))
-        relay.kill()
-        partner.kill()
-        port.close()
+    endpoint = current().endpoint
+    assert endpoint is not None
 
-    run(main(), timeout=200)
+    async def breaks(i: int, a: SendPort[Any]) -> None:
+        if rng.random() < 0.003:
+            a.send("sever")
+        if rng.random() < 0.002:
+            endpoint.sever()
+        if rng.random() < 0.02:
+            await asyncio.sleep(0.001)
+
+    run(relay_through_breaks(count, ON_A, ON_B, breaks), timeout=200)
