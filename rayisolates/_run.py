@@ -16,7 +16,7 @@ import os
 import pickle
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import ray
 from ray import cloudpickle
@@ -121,11 +121,20 @@ def _unsendable(error: TypeError, fn: Callable[..., Any], args: tuple[Any, ...])
     return refusal("Isolate.run()", part, "nothing was submitted")
 
 
+@overload
 def compute(
-    callback: Callable[[Any], Awaitable[R]] | Callable[[Any], R],
-    message: Any,
-    *,
-    debug_name: str | None = None,
-) -> IsolateFuture[R]:
+    callback: Callable[[Any], Awaitable[R]], message: Any, *, debug_name: str | None = None
+) -> IsolateFuture[R]: ...
+
+
+@overload
+def compute(
+    callback: Callable[[Any], R], message: Any, *, debug_name: str | None = None
+) -> IsolateFuture[R]: ...
+
+
+def compute(
+    callback: Callable[[Any], Any], message: Any, *, debug_name: str | None = None
+) -> IsolateFuture[Any]:
     """Flutter's ``compute``: ``Isolate.run(callback, message)``."""
     return run(callback, message, debug_name=debug_name)

@@ -656,3 +656,16 @@ async def ask_many(job: tuple[SendPort[Any], int, SendPort[Any]]) -> None:
         right += await anext(answers) == i
     answers.close()
     report.send((right == count, carried()))
+
+
+def pid_then_block(reply: SendPort[Any]) -> None:
+    """A pool task: send our pid, then block in sync code (only a kill ends it)."""
+    reply.send(os.getpid())
+    time.sleep(600)
+
+
+def touch(path: str) -> str:
+    """A pool task that leaves a mark: the file ``path``."""
+    with open(path, "w"):
+        pass
+    return path

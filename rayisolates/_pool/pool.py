@@ -42,6 +42,7 @@ from .._stream.launch import check_stream_call, encode_task, on_pool
 from .._transport.codec import open_encoded
 from .._transport.rpc import later, ready_for_finalizers, soon
 from .._transport.wire import Encoded
+from .functions import Known, encode_call
 from .map import PoolMap
 from .member import member
 from .state import (
@@ -80,6 +81,7 @@ class _Engine:
         self._effects: collections.deque[Effect] = collections.deque()
         self._carrying = False  # a thread is carrying effects out
         self._futures: dict[int, IsolateFuture[Any]] = {}
+        self._known: dict[Any, Known] = {}  # by a member's task port: what it holds
         self._closing_in_background = False
         self.streams: weakref.WeakSet[IsolateStream[Any]] = weakref.WeakSet()
         self.results: RawReceivePort[Any] = RawReceivePort(self._on_message, "pool-results")
@@ -120,10 +122,16 @@ class _Engine:
         return task_id, future
 
     def cancel(self, task_id: int) -> None:
-        with self.lock:
-            if self.state.cancel(task_id):
-                self._futures.pop(task_id, None)
-                self.settled.notify_all()
+        """Task ``task_id``'s future was cancelled: drop the task, or end its member."""
+        self.event(self._cancelled, task_id)
+
+    def _cancelled(self, task_id: int) -> list[Effect]:
+        self._futures.pop(task_id, None)
+        return self.state.cancel(task_id)
+
+    def cancel_queued(self) -> None:
+        """Cancel every task no member has yet."""
+        self.event(self.state.cancel_queued)
 
     def _on_message(self, message: Any) -> None:
         """The result port: a member ready, a result, a member's exit notice."""
@@ -165,7 +173,12 @@ class _Engine:
 
     def _do(self, effect: Effect) -> None:
         if isinstance(effect, SendTask):
-            effect.address.send((effect.task.task_id, effect.task.payload))
+            function, work = effect.task.payload
+            if function is None:
+                effect.address.send((effect.task.task_id, None, None, work))
+            else:  # its bytes only the first time this member is sent it
+                data = self._known_to(effect.address).sending(function)
+                effect.address.send((effect.task.task_id, function.key, data, work))
         elif isinstance(effect, Settle):
             with self.lock:
                 future = self._futures.pop(effect.task.task_id, None)
@@ -186,6 +199,17 @@ class _Engine:
         elif isinstance(effect, StartTimer):
             task_id, attempt = effect.task_id, effect.attempt
             later(effect.seconds, lambda: self.event(self.state.expired, task_id, attempt))
+
+    def _known_to(self, address: Any) -> Known:
+        """The functions the member at ``address`` holds (members gone are forgotten)."""
+        known = self._known.get(address)
+        if known is None:
+            if len(self._known) >= 2 * self.state.size:
+                with self.lock:
+                    live = {member.address for member in self.state.members()}
+                self._known = {a: k for a, k in self._known.items() if a in live}
+            known = self._known[address] = Known()
+        return known
 
     def _spawn(self, member_id: int) -> None:
         spawning = Isolate.spawn(
@@ -222,8 +246,8 @@ class _Engine:
             stream.stop()
 
     def close_in_background(self) -> None:
-        """Take no more tasks; end the members once those taken are done (the pool was
-        dropped unclosed: nobody waits)."""
+        """Take no more tasks; end the members once those taken are done, nobody waiting
+        (the pool was dropped unclosed, or shut down without waiting)."""
         self.stop_streams()
         with self.lock:
             self.state.close()
@@ -257,7 +281,7 @@ def _collected(engine: _Engine) -> None:
     soon(engine.close_in_background)
 
 
-class IsolatePool:
+class IsolatePool(concurrent.futures.Executor):
     """Warm isolates that run functions, balanced by load, replaced when they end.
 
     Args:
@@ -276,6 +300,11 @@ class IsolatePool:
 
     A pool dropped without being closed is closed when it is collected:
     what it was given still runs, then its members end.
+
+    It is a ``concurrent.futures.Executor``: :meth:`submit`, :meth:`map` and
+    :meth:`shutdown` work as code written for one expects (and
+    ``loop.run_in_executor(pool, fn, *args)``), besides :meth:`run`,
+    :meth:`stream` and :meth:`stats`.
 
     Differences from Dart: Dart's ``package:isolate`` LoadBalancer had no
     replacement, retries, timeouts or scaling; it is discontinued.
@@ -342,30 +371,69 @@ class IsolatePool:
         type with the remote stack attached; a member that ends mid-task
         gives :class:`RemoteError` (or a retry, with ``retries``).
 
+        ``run`` and :meth:`submit` differ only in their keyword arguments:
+        ``run`` takes a ``timeout`` for the task, ``submit`` passes every
+        keyword argument to ``fn`` (the ``Executor`` contract).
+
+        A function is pickled once and sent to each member once; later tasks
+        name it (see ``_pool.functions``): what it captures from its module's
+        globals is taken when it is first sent, as Ray does for remote
+        functions.
+
         Args:
             fn: A function, lambda, closure or ``async def`` function.
             *args: Its arguments (copied now, as by ``SendPort.send``).
             timeout: Seconds the task may run; past it the task fails with
                 ``TimeoutError`` and its member is ended and replaced.
 
+        Returns:
+            An :class:`IsolateFuture`; cancelling it drops a queued task, and
+            ends (and replaces) the member of one already sent.
+
         Raises:
-            TypeError: ``fn`` or an argument cannot be sent (named); nothing
-                was submitted and the pool keeps working.
+            TypeError: ``fn`` or an argument cannot be sent (named); nothing was
+                submitted and the pool keeps working.
             RuntimeError: The pool is closed.
         """
-        if not callable(fn):
-            raise TypeError(f"IsolatePool.run() needs a callable, got {fn!r}")
-        if timeout is not None and timeout <= 0:
+        if timeout is not None and not timeout > 0:
             raise ValueError(f"IsolatePool.run(): timeout must be positive, got {timeout!r}")
-        work = encode_task("IsolatePool.run()", fn, args)
-        _, future = self._submit(str(getattr(fn, "__qualname__", "the task")), work, timeout)
-        return future
+        return self._call("IsolatePool.run()", fn, args, {}, timeout)
+
+    @overload
+    def submit(
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+    ) -> IsolateFuture[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> IsolateFuture[R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> IsolateFuture[Any]:
+        """``fn(*args, **kwargs)`` on the least-loaded member (``concurrent.futures.Executor``).
+
+        As :meth:`run`, keyword arguments included; no task timeout (use
+        :meth:`run` for one). Works with ``loop.run_in_executor(pool, ...)``.
+        """
+        return self._call("IsolatePool.submit()", fn, args, kwargs, None)
+
+    def _call(
+        self,
+        action: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        timeout: float | None,
+    ) -> IsolateFuture[Any]:
+        if not callable(fn):
+            raise TypeError(f"{action} needs a callable, got {fn!r}")
+        payload = encode_call(action, fn, args, kwargs)
+        what = str(getattr(fn, "__qualname__", "the task"))
+        return self._submit(what, payload, timeout)[1]
 
     def _submit(
-        self, what: str, work: Encoded, timeout: float | None, streams: bool = False
+        self, what: str, payload: Any, timeout: float | None, streams: bool = False
     ) -> tuple[int, IsolateFuture[Any]]:
         try:
-            return self._engine.submit(what, work, timeout, streams)
+            return self._engine.submit(what, payload, timeout, streams)
         except PoolClosed as closed:
             raise RuntimeError(str(closed)) from None
 
@@ -391,31 +459,94 @@ class IsolatePool:
             what,
             work,
             buffer,
-            submit=lambda producing: self._submit(what, producing, None, streams=True),
+            submit=lambda producing: self._submit(what, (None, producing), None, streams=True),
             abandon=lambda task_id: engine.event(engine.state.abandon, task_id),
         )
         engine.streams.add(result)
         return result
 
+    @overload
     def map(
         self,
-        fn: Callable[[Any], R],
-        iterable: Iterable[Any],
-        *,
+        fn: Callable[..., Awaitable[R]],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
         buffer: int | None = None,
         ordered: bool = True,
-    ) -> PoolMap[R]:
-        """``fn(item)`` for each item, as an iterator and an async iterator of results.
+    ) -> PoolMap[R]: ...
 
-        The iterable is pulled lazily: at most ``buffer`` tasks (default
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        buffer: int | None = None,
+        ordered: bool = True,
+    ) -> PoolMap[R]: ...
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        buffer: int | None = None,
+        ordered: bool = True,
+    ) -> PoolMap[Any]:
+        """``fn(*items)`` for the items of ``iterables`` taken together (as ``map``), as
+        an iterator and an async iterator of results.
+
+        The iterables are pulled lazily: at most ``buffer`` tasks (default
         ``2 * size * max_parallel``) are submitted and not yet consumed, so
         an endless iterable and a slow consumer use bounded memory.
-        ``ordered=False`` yields results as they complete.
+        ``buffersize`` is Python 3.14's ``Executor.map`` name for it.
+
+        Args:
+            fn: Called once per item (with one item of each iterable).
+            *iterables: At least one.
+            timeout: Seconds from this call after which waiting for a result
+                raises ``TimeoutError``; the tasks still pending are then
+                cancelled (``concurrent.futures`` does the same).
+            chunksize: Items sent to a member as one task (fewer messages
+                for short functions); an error fails its whole chunk.
+            buffersize: Same as ``buffer``.
+            buffer: Tasks submitted and not yet consumed, at most.
+            ordered: ``False`` yields results as they complete.
+
+        Raises:
+            TypeError: No iterable, or both ``buffer`` and ``buffersize``.
+            ValueError: ``chunksize``, ``buffer`` or ``timeout`` out of range.
         """
-        buffer = 2 * self.size * self.max_parallel if buffer is None else buffer
-        if buffer < 1:
-            raise ValueError(f"IsolatePool.map(): buffer must be 1 or more, got {buffer!r}")
-        return PoolMap(self, fn, iter(iterable), buffer, ordered)
+        if not iterables:
+            raise TypeError("IsolatePool.map() needs at least one iterable")
+        if buffer is not None and buffersize is not None and buffer != buffersize:
+            raise TypeError(
+                "IsolatePool.map(): buffer and buffersize name the same bound; give one"
+            )
+        bound = buffer if buffer is not None else buffersize
+        bound = 2 * self.size * self.max_parallel if bound is None else bound
+        if not isinstance(bound, int) or bound < 1:
+            raise ValueError(
+                f"IsolatePool.map(): buffer must be an int of 1 or more, got {bound!r}"
+            )
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(
+                f"IsolatePool.map(): chunksize must be an int of 1 or more, got {chunksize!r}"
+            )
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"IsolatePool.map(): timeout must be 0 or more, got {timeout!r}")
+        items: Iterator[tuple[Any, ...]]
+        if len(iterables) > 1:  # as map(): the shortest ends it
+            items = iter(zip(*iterables, strict=False))
+        else:
+            items = ((item,) for item in iterables[0])
+        return PoolMap(self, fn, items, bound, ordered, chunksize, timeout)
 
     @property
     def debug_name(self) -> str:
@@ -424,7 +555,7 @@ class IsolatePool:
 
     def stats(self) -> dict[str, int]:
         """``members`` (live), ``busy`` (running a task), ``queued``, ``running``,
-        ``completed``, ``failed``, ``replaced``, ``retried``."""
+        ``completed``, ``failed``, ``replaced``, ``retried``, ``cancelled``."""
         with self._engine.lock:
             return self._engine.state.stats()
 
@@ -461,6 +592,28 @@ class IsolatePool:
         engine.end_members()
         if not finished:
             raise TimeoutError("IsolatePool.close(): tasks were still running")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``concurrent.futures.Executor.shutdown``: take no more tasks and end the members.
+
+        Args:
+            wait: Wait for the tasks taken to finish, as :meth:`close` does;
+                ``False`` returns at once and the members end once they are done.
+            cancel_futures: Cancel the tasks no member has started yet first
+                (their futures are cancelled; they never run).
+        """
+        if cancel_futures:
+            self._engine.cancel_queued()
+        if wait:
+            self.close()
+            return
+        with self._engine.lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._finalizer.detach()
+        unregister_pool(self)
+        self._engine.close_in_background()
 
     async def aclose(self, timeout: float | None = None) -> None:
         """:meth:`close`, awaitable."""

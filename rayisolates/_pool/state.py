@@ -325,14 +325,28 @@ class PoolState:
             return [Drop(task)]
         return self._kill_for(task, RemoteError(f"{task.what}: stopped by force", ""))
 
-    def cancel(self, task_id: int) -> bool:
-        """Drop task ``task_id`` if no member has it yet; whether it was dropped."""
+    def cancel(self, task_id: int) -> list[Effect]:
+        """Task ``task_id``'s future was cancelled: a queued task is dropped and never
+        runs; one a member has (running, or sent ahead: the pool cannot tell) ends that
+        member, which is replaced, and the member's other tasks go back to the queue."""
         task = self._tasks.get(task_id)
-        if task is None or task.member_id is not None:
-            return False
-        self._queue.remove(task)
-        del self._tasks[task_id]
-        return True
+        if task is None:
+            return []
+        self._counts["cancelled"] += 1
+        if task.member_id is None:
+            self._queue.remove(task)
+            del self._tasks[task_id]
+            return []
+        return self._kill_for(task, None)
+
+    def cancel_queued(self) -> list[Effect]:
+        """Drop every task no member has yet (``shutdown(cancel_futures=True)``)."""
+        dropped = list(self._queue)
+        self._queue.clear()
+        for task in dropped:
+            del self._tasks[task.task_id]
+            self._counts["cancelled"] += 1
+        return [Drop(task) for task in dropped]
 
     def check_idle(self) -> list[Effect]:
         """End members above ``min_size`` that have idled ``idle_seconds``."""
@@ -376,7 +390,7 @@ class PoolState:
 
     def stats(self) -> dict[str, int]:
         """``members`` (live), ``busy`` (running a task), ``queued``, ``running``,
-        ``completed``, ``failed``, ``replaced``, ``retried``."""
+        ``completed``, ``failed``, ``replaced``, ``retried``, ``cancelled``."""
         members = [m for m in self._members.values() if not m.ending]
         return {
             "members": len(members),
@@ -387,6 +401,7 @@ class PoolState:
             "failed": self._counts["failed"],
             "replaced": self._counts["replaced"],
             "retried": self._counts["retried"],
+            "cancelled": self._counts["cancelled"],
         }
 
     def what(self, task_id: int) -> str:
@@ -444,14 +459,19 @@ class PoolState:
             effects.append(StartTimer(task.timeout, task.task_id, task.attempt))
         return effects
 
-    def _kill_for(self, task: Task, error: BaseException) -> list[Effect]:
-        """Fail ``task`` and end the member running it (sync code cannot be interrupted
-        otherwise); its other tasks go back to the queue when it is gone."""
+    def _kill_for(self, task: Task, error: BaseException | None) -> list[Effect]:
+        """Fail ``task`` with ``error`` (or forget it: ``None``, it was cancelled) and end
+        the member running it (sync code cannot be interrupted otherwise); its other
+        tasks go back to the queue when it is gone."""
         member = self._members.get(task.member_id) if task.member_id is not None else None
         if member is None or task.task_id not in member.running:
             return []
         member.running.pop(task.task_id)
-        effects: list[Effect] = [self._fail(task, error)]
+        effects: list[Effect] = []
+        if error is None:
+            del self._tasks[task.task_id]
+        else:
+            effects.append(self._fail(task, error))
         if member.killed_for_task:  # killed already, for another of its tasks
             return effects
         if not member.ending and not self._closed:

@@ -63,7 +63,7 @@ class SimTask:
     masked: int = 0  # members it killed that the pool killed too (before it knew)
     settled: list[tuple[bool, Any]] = field(default_factory=list)
     dropped: bool = False
-    cancelled: bool = False
+    cancelled: bool = False  # its future was cancelled, or shutdown cancelled it queued
 
 
 class World:
@@ -88,6 +88,7 @@ class World:
         self.results: list[tuple[int, int]] = []  # (member, task) answered, not yet delivered
         self.closed = False
         self.calm = False
+        self.cancelling_queued = False
         self.spawn_failures = rng.random() < 0.2
         self.carry_out(self.state.start())
 
@@ -141,14 +142,18 @@ class World:
 
     def do_Settle(self, effect: Settle) -> None:
         task = self.tasks[effect.task.task_id]
-        assert not task.dropped
+        assert not task.dropped and not task.cancelled, f"seed {self.seed}: settled after all"
         task.settled.append((effect.ok, effect.value))
         assert len(task.settled) == 1, f"seed {self.seed}: task settled twice"
 
     def do_Drop(self, effect: Drop) -> None:
         task = self.tasks[effect.task.task_id]
-        assert task.kind == "stream" and task.sends == 0 and not task.settled, self.seed
+        assert not task.settled and not task.cancelled, self.seed
+        assert task.kind == "stream" or self.cancelling_queued, f"seed {self.seed}: dropped"
+        assert task.sends == 0 or self.cancelling_queued, self.seed
+        assert not any(task.task_id in m.inbox for m in self.members.values()), self.seed
         task.dropped = True
+        task.cancelled = self.cancelling_queued
 
     def do_StartTimer(self, effect: StartTimer) -> None:
         self.timers.append((self.now + effect.seconds, effect.task_id, effect.attempt))
@@ -217,9 +222,13 @@ class World:
             some("crash", [m for m in members if m.spawned and not m.dead])
         if not self.closed:
             some("submit", [None], times=3)
-        pending = [t for t in self.tasks.values() if not t.settled and not t.dropped]
+        pending = [
+            t for t in self.tasks.values() if not t.settled and not t.dropped and not t.cancelled
+        ]
         if rng.random() < 0.1:
             some("cancel", pending)
+        if rng.random() < 0.02:
+            some("cancel_queued", [None])
         some("abandon", [t for t in pending if t.kind == "stream"])
         some("idle", [None])
         return choices
@@ -292,11 +301,20 @@ class World:
         self.submit()
 
     def on_cancel(self, task: SimTask) -> None:
-        if self.state.cancel(task.task_id):
-            assert task.sends == 0 or not any(
-                task.task_id in m.inbox for m in self.members.values()
-            )
-            task.cancelled = True
+        """Its future is cancelled: queued, it never runs; sent, its member is killed."""
+        holders = [m for m in self.members.values() if task.task_id in m.inbox]
+        task.cancelled = True
+        effects = self.state.cancel(task.task_id)
+        self.carry_out(effects)
+        for member in holders:  # the pool cannot tell a task sent ahead from a running one
+            assert member.dead == "killed", f"seed {self.seed}: a cancelled task runs on"
+
+    def on_cancel_queued(self, _: None) -> None:
+        """``shutdown(cancel_futures=True)``: whatever no member has is dropped."""
+        self.cancelling_queued = True
+        self.carry_out(self.state.cancel_queued())
+        self.cancelling_queued = False
+        assert self.state.stats()["queued"] == 0, self.seed
 
     def on_abandon(self, task: SimTask) -> None:
         self.carry_out(self.state.abandon(task.task_id))
@@ -318,6 +336,7 @@ class World:
         settled = [t for t in self.tasks.values() if t.settled]
         assert stats["completed"] + stats["failed"] == len(settled), self.seed
         assert stats["completed"] == sum(1 for t in settled if t.settled[0][0])
+        assert stats["cancelled"] == sum(1 for t in self.tasks.values() if t.cancelled), self.seed
 
     def finish(self) -> None:
         """Members behave from now on: everything taken must come to an end."""
