@@ -12,6 +12,7 @@ do anything, a new call included).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from .._errors import RemoteError
 from .._future import IsolateFuture
 from .._ports import RawReceivePort
 from .._sendport import SendPort
-from .._transport.codec import open_encoded
+from .._transport.codec import encode_plain, open_encoded
 from .._transport.wire import Encoded
-from .wire import Call, CloseWorker, Hello, Mode, Reply, WorkerEnded
+from .wire import CloseWorker, Hello, Mode, Reply, WorkerEnded, is_plain
 
 if TYPE_CHECKING:
     from .._isolate import Isolate
@@ -38,15 +39,16 @@ class _Known:
 
     introduced: bool = False  # Hello sent, exit listener placed
     ended: str | None = None  # why later calls fail, once it has ended
-    pending: set[int] = field(default_factory=set)
     gone: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
 
 
-@dataclass(slots=True)
-class _Pending:
-    future: IsolateFuture[Any]
-    isolate_id: str
-    what: str
+class _CallFuture(IsolateFuture[Any]):
+    """A call's future, knowing its worker (no record beside it: thousands may be pending,
+    and every object they keep is one more for the garbage collector to go through)."""
+
+    def __init__(self, what: str, isolate_id: str) -> None:
+        super().__init__(what)
+        self.isolate_id = isolate_id
 
 
 class Calls:
@@ -56,7 +58,7 @@ class Calls:
         self.context = context
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _CallFuture] = {}
         self._workers: dict[str, _Known] = {}
         self.port: RawReceivePort[Any] = RawReceivePort(self._on_message, "worker-replies")
         self._caller = f"{context.isolate_id}:{self.port.send_port.port_id}"
@@ -75,12 +77,13 @@ class Calls:
         isolate_id = isolate.control_port.isolate_id
         with self._lock:
             call_id = next(self._ids)
-            future: IsolateFuture[Any] = IsolateFuture(what, lambda: self._forget(call_id))
+            # Cancelling drops the answer (set on a cancelled future, it is ignored); the
+            # call still runs.
+            future = _CallFuture(what, isolate_id)
             known = self._known(isolate_id)
             ended = known.ended
             if ended is None:
-                self._pending[call_id] = _Pending(future, isolate_id, what)
-                known.pending.add(call_id)
+                self._pending[call_id] = future
                 introduce = not known.introduced
                 known.introduced = True
         if ended is not None:
@@ -88,7 +91,11 @@ class Calls:
             return future
         if introduce:
             self._introduce(isolate, calls)
-        calls.send(Call(call_id, self._caller, name, mode, args, stream))
+        call = (call_id, self._caller, name, mode, args, stream)  # a Call, as a plain tuple
+        if stream is None and is_plain(args):
+            self.context.send_encoded(calls, encode_plain(call))
+        else:
+            calls.send(call)
         return future
 
     def close(self, isolate: Isolate, calls: SendPort[Any]) -> concurrent.futures.Future[None]:
@@ -101,12 +108,6 @@ class Calls:
             self._introduce(isolate, calls)
         calls.send(CloseWorker())
         return known.gone
-
-    def pending(self, isolate_id: str) -> int:
-        """Calls this process made to the worker and has no answer to yet."""
-        with self._lock:
-            known = self._workers.get(isolate_id)
-            return 0 if known is None else len(known.pending)
 
     def _known(self, isolate_id: str) -> _Known:
         known = self._workers.get(isolate_id)
@@ -121,54 +122,51 @@ class Calls:
         calls.send(Hello(self._caller, reply_port))
         isolate.add_on_exit_listener(reply_port, WorkerEnded(isolate.control_port.isolate_id))
 
-    def _forget(self, call_id: int) -> None:
-        """A cancelled call: its answer, if one comes, is dropped (the call still runs)."""
-        with self._lock:
-            pending = self._pending.pop(call_id, None)
-            if pending is not None:
-                self._workers[pending.isolate_id].pending.discard(call_id)
-
     def _on_message(self, message: Any) -> None:
-        if isinstance(message, Reply):
-            self._answered(message)
+        if type(message) is tuple:
+            self._answered(Reply._make(message))
         elif isinstance(message, WorkerEnded):
             self._ended(message.isolate_id)
 
     def _answered(self, reply: Reply) -> None:
         with self._lock:
-            pending = self._pending.pop(reply.call_id, None)
-            if pending is None:
-                return
-            self._workers[pending.isolate_id].pending.discard(reply.call_id)
+            future = self._pending.pop(reply.call_id, None)
+        if future is None:
+            return
         try:
             value = open_encoded(reply.value)
             ok = reply.ok
         except Exception as error:  # a class this process lacks, say
             ok = False
             value = RemoteError(
-                f"{pending.what}: its outcome cannot be rebuilt here: "
+                f"{future._what}: its outcome cannot be rebuilt here: "
                 f"{type(error).__name__}: {error}"
             )
         if ok:
-            pending.future._succeed(value)
+            future._succeed(value)
         else:
-            pending.future._fail(value)
+            future._fail(value)
 
     def _ended(self, isolate_id: str) -> None:
         """The worker's isolate has ended: fail what is pending, and every later call."""
         with self._lock:
             known = self._known(isolate_id)
             known.ended = "the worker has ended"
-            failed = [self._pending.pop(call_id) for call_id in sorted(known.pending)]
-            known.pending.clear()
-        for pending in failed:
-            pending.future._fail(
+            failed = [
+                (call_id, future)
+                for call_id, future in self._pending.items()
+                if future.isolate_id == isolate_id
+            ]
+            for call_id, _ in failed:
+                del self._pending[call_id]
+        for _, future in failed:
+            future._fail(
                 RemoteError(
-                    f"{pending.what}: the worker ended before answering (it crashed, "
+                    f"{future._what}: the worker ended before answering (it crashed, "
                     "was killed or closed, or its node was lost)"
                 )
             )
-        if not known.gone.done():
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
             known.gone.set_result(None)
 
 

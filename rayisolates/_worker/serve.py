@@ -25,10 +25,10 @@ from .._ports import RawReceivePort
 from .._run import _portable
 from .._sendport import SendPort
 from .._stream.producer import produce_from
-from .._transport.codec import encode, open_encoded, open_encoded_async
+from .._transport.codec import encode, encode_plain, open_encoded, open_encoded_async
 from .._transport.wire import Encoded
 from .schedule import Schedule
-from .wire import Call, CloseWorker, Failed, Hello, Ready, Reply
+from .wire import Call, CloseWorker, Failed, Hello, Ready, is_plain
 
 __all__ = ["kinds_of", "serve"]
 
@@ -93,7 +93,8 @@ class _Served:
     def __init__(self, target: Any, max_parallel: int) -> None:
         self.target = target
         self.class_name = type(target).__qualname__
-        self.debug_name = current().debug_name
+        self.context = current()
+        self.debug_name = self.context.debug_name
         self.schedule: Schedule[Call] = Schedule(max_parallel)
         self.callers: dict[str, SendPort[Any]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -107,6 +108,8 @@ class _Served:
         return {"class": self.class_name, **self.schedule.stats()}
 
     def _on_message(self, message: Any) -> None:
+        if type(message) is tuple:
+            message = Call._make(message)
         if isinstance(message, Call):
             if self.schedule.closing:
                 self._reply(message, False, RemoteError(f"{self._what(message)}: {self._closed}"))
@@ -198,7 +201,11 @@ class _Served:
                 ok, value = False, encode(_portable(error), "")
         reply_port = self.callers.get(call.caller)
         if reply_port is not None:  # it said hello first: messages to a port keep order
-            reply_port.send(Reply(call.call_id, ok, value))
+            reply = (call.call_id, ok, value)  # a Reply, as a plain tuple
+            if is_plain(value):
+                self.context.send_encoded(reply_port, encode_plain(reply))
+            else:
+                reply_port.send(reply)
         return ok
 
     def _end_if_done(self) -> None:

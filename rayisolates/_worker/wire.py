@@ -12,6 +12,11 @@ worker answers on the caller's reply port (one per calling process)::
       | <---------------- WorkerEnded(isolate_id) ------- |  then the isolate ends (the
       |                                 (exit listener)   |  supervisor's exit notice)
 
+``Call`` and ``Reply``, the hot records, travel as plain tuples (a
+record's class would cost its name in every pickle), pickled at C speed
+when they hold only plain values (:func:`is_plain`); ``Call._make`` and
+``Reply._make`` rebuild them on arrival.
+
 Messages from one process to one port arrive in the order sent, so a
 caller's ``Hello`` comes before its calls, and its calls start in the order
 made. A worker that ends for any reason fires the exit listener each
@@ -22,9 +27,20 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
+from .._transport.codec import STORED
 from .._transport.wire import Encoded
 
-__all__ = ["Call", "CloseWorker", "Failed", "Hello", "Mode", "Ready", "Reply", "WorkerEnded"]
+__all__ = [
+    "Call",
+    "CloseWorker",
+    "Failed",
+    "Hello",
+    "Mode",
+    "Ready",
+    "Reply",
+    "WorkerEnded",
+    "is_plain",
+]
 
 Mode = Literal["call", "get", "stream"]
 
@@ -78,3 +94,9 @@ class WorkerEnded(NamedTuple):
     """The exit listener's response: the worker's isolate has ended."""
 
     isolate_id: str
+
+
+def is_plain(encoded: Encoded | None) -> bool:
+    """Whether an encoded value holds no refs, handles or stored values (a message carrying
+    it can be pickled as plain values)."""
+    return encoded is None or (encoded[2] is None and encoded[0] != STORED)

@@ -30,6 +30,7 @@ __all__ = ["DEFAULT_MAX_PARALLEL", "IsolateWorker"]
 
 T = TypeVar("T")
 
+_FIELDS = frozenset({"_isolate", "_calls", "_kinds", "_class_name", "_closing"})
 DEFAULT_MAX_PARALLEL = 1000  # as Ray's async actors: async calls interleave freely
 STREAM_BUFFER = 16
 
@@ -201,13 +202,7 @@ class IsolateWorker:
     # Calling -------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("__") or name in {
-            "_isolate",
-            "_calls",
-            "_kinds",
-            "_class_name",
-            "_closing",
-        }:
+        if name.startswith("__") or name in _FIELDS:
             raise AttributeError(name)
         kind = self._kinds.get(name)
         if kind is None:
@@ -216,9 +211,20 @@ class IsolateWorker:
             raise AttributeError(
                 f"{self._class_name}.{name} is not a method; read it with worker.get({name!r})"
             )
+        what = f"{self._class_name}.{name}()"
+        method: Callable[..., Any]
         if kind in ("gen", "agen"):
-            return lambda *args, **kwargs: self._stream(name, args, kwargs)
-        return lambda *args, **kwargs: self._call(name, "call", args, kwargs)
+
+            def method(*args: Any, **kwargs: Any) -> IsolateStream[Any]:
+                return self._stream(what, name, args, kwargs)
+        else:
+
+            def method(*args: Any, **kwargs: Any) -> IsolateFuture[Any]:
+                return self._call(what, name, "call", args, kwargs)
+
+        method.__name__ = method.__qualname__ = name
+        setattr(self, name, method)  # found without __getattr__ from now on
+        return method
 
     def get(self, name: str) -> IsolateFuture[Any]:
         """Read the worker object's attribute ``name``: a future of its value.
@@ -228,21 +234,19 @@ class IsolateWorker:
         """
         if not isinstance(name, str):
             raise TypeError(f"IsolateWorker.get() needs an attribute name (a str), got {name!r}")
-        return self._call(name, "get", (), {})
+        return self._call(f"{self._class_name}.{name}", name, "get", (), {})
 
     def _call(
-        self, name: str, mode: Mode, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, what: str, name: str, mode: Mode, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> IsolateFuture[Any]:
-        what = f"{self._class_name}.{name}" + ("" if mode == "get" else "()")
         encoded = _arguments(what, args, kwargs)
         if self._closing:
             return _failed(what, "the worker was closed")
         return calls().call(self._isolate, self._calls, what, name, mode, encoded)
 
     def _stream(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, what: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> IsolateStream[Any]:
-        what = f"{self._class_name}.{name}()"
         encoded = _arguments(what, args, kwargs)
         buffer = STREAM_BUFFER
 
