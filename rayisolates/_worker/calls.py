@@ -43,12 +43,40 @@ class _Known:
 
 
 class _CallFuture(IsolateFuture[Any]):
-    """A call's future, knowing its worker (no record beside it: thousands may be pending,
-    and every object they keep is one more for the garbage collector to go through)."""
+    """A call's future, knowing its worker, and light while it waits.
 
-    def __init__(self, what: str, isolate_id: str) -> None:
-        super().__init__(what)
+    Thousands of calls may be pending at once, and each object they keep is
+    one more for every full garbage collection to go through (a third of a
+    caller's time, measured with 10,000 pending). A ``Future`` keeps 11
+    (its ``Condition`` with its lock's bound methods); this one keeps 3
+    until someone waits on it or it is settled: its condition is made on
+    first use.
+    """
+
+    _making = threading.Lock()  # two threads must not each make a condition
+
+    def __init__(self, what: str, isolate_id: str) -> None:  # no super().__init__: see above
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+        self._what = what
+        self._stop = _nothing
+        self._ref = None
         self.isolate_id = isolate_id
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        made: threading.Condition | None = self.__dict__.get("_made_condition")
+        if made is None:
+            with _CallFuture._making:
+                made = self.__dict__.setdefault("_made_condition", threading.Condition())
+        return made
+
+
+def _nothing() -> None:
+    pass
 
 
 class Calls:
