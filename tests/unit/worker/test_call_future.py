@@ -72,3 +72,29 @@ def test_it_is_awaitable_cancellable_and_times_out() -> None:
         cancelled.result()
     with pytest.raises(TimeoutError, match="slow did not finish in time"):
         _CallFuture("slow", "isolate-1").result(timeout=0.01)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_settling_races_a_waiter_without_losing_the_wake_up(fail: bool) -> None:
+    """A waiter making the condition while the answer is set (with or without it) is
+    always woken: 300 rounds of the two at once."""
+    for i in range(300):
+        future = _CallFuture(f"call {i}", "isolate-1")
+        got: list[object] = []
+
+        def wait(future: _CallFuture = future, got: list[object] = got) -> None:
+            try:
+                got.append(future.result(timeout=30))
+            except RemoteError as error:
+                got.append(str(error))
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        if fail:
+            future._fail(RemoteError(f"no {i}"))
+        else:
+            future._succeed(i)
+        waiter.join(30)
+        assert got == [f"no {i}" if fail else i]
+        with pytest.raises(concurrent.futures.InvalidStateError):
+            future.set_result(0)
