@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import pickle
 import threading
@@ -73,6 +74,18 @@ def test_a_stopped_stream_closes_the_generator_and_the_worker_goes_on(
     assert taken == [0, 1, 2, 3, 4]
     assert worker.get("finalized").result(30) == finalized + 1
     assert worker.add(0).result(30) == worker.get("total").result(30)
+
+
+def test_a_generator_method_waits_for_its_consumer(worker: IsolateWorker) -> None:
+    """Backpressure: with a buffer of 16, the generator yields at most 16 items beyond
+    those taken, however many turns its loop gets meanwhile (30 calls' worth)."""
+    before = worker.get("produced").result(30)
+    stream = worker.count()
+    taken = [next(stream) for _ in range(10)]
+    seen = [worker.get("produced").result(30) - before for _ in range(30)]
+    stream.close()
+    assert taken == list(range(10))
+    assert 10 <= max(seen) <= 10 + 16, seen
 
 
 def test_unknown_and_plain_attributes_raise_at_once(worker: IsolateWorker) -> None:
@@ -303,3 +316,22 @@ def test_status_lists_workers_with_their_calls_pending() -> None:
         line for line in table.splitlines() if "status-worker" in line and "Recorder" in line
     )
     assert row.split()[-4:] == ["3", "3", "1", "0"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_threads_making_a_processs_first_calls_at_once_all_get_answers(seed: int) -> None:
+    """The first calls of a process to a worker, from 8 threads at once: none overtakes
+    the process's introduction (its answer would have nowhere to go)."""
+    with IsolateWorker.spawn(Steps).result(60) as steps:
+        start = threading.Barrier(8)
+
+        def caller(name: str) -> list[Any]:
+            start.wait()
+            futures = [steps.sync_step(name, i) for i in range(20 + seed)]
+            return [tuple(future.result(60)) for future in futures]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as threads:
+            names = [f"thread-{seed}-{n}" for n in range(8)]
+            answers = dict(zip(names, threads.map(caller, names), strict=True))
+    for name, got in answers.items():
+        assert got == [(name, i * i) for i in range(20 + seed)]

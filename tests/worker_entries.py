@@ -24,6 +24,7 @@ class Recorder:
         self.step = step
         self.started: list[Any] = []
         self.finalized = 0
+        self.produced = 0  # items count() has yielded
 
     @property
     def doubled(self) -> int:
@@ -57,6 +58,7 @@ class Recorder:
         try:
             i = 0
             while limit is None or i < limit:
+                self.produced += 1
                 yield i
                 i += 1
         finally:

@@ -143,13 +143,10 @@ class Calls:
             ended = known.ended
             if ended is None:
                 self._pending[call_id] = future
-                introduce = not known.introduced
-                known.introduced = True
+                self._introduce(known, isolate, calls)
         if ended is not None:
             future._fail(RemoteError(f"{what}: {ended}"))
             return future
-        if introduce:
-            self._introduce(isolate, calls)
         call = (call_id, self._caller, name, mode, args, stream)  # a Call, as a plain tuple
         if stream is None and is_plain(args):
             self.context.send_encoded(calls, encode_plain(call))
@@ -161,10 +158,7 @@ class Calls:
         """Tell the worker to end after the calls made so far; the future of its end."""
         with self._lock:
             known = self._known(isolate.control_port.isolate_id)
-            introduce = not known.introduced
-            known.introduced = True
-        if introduce:
-            self._introduce(isolate, calls)
+            self._introduce(known, isolate, calls)
         calls.send(CloseWorker())
         return known.gone
 
@@ -174,9 +168,14 @@ class Calls:
             known = self._workers[isolate_id] = _Known()
         return known
 
-    def _introduce(self, isolate: Isolate, calls: SendPort[Any]) -> None:
-        """Before the first call: the reply port to the worker, an exit listener on it (an
-        isolate that has already ended sends the response at once)."""
+    def _introduce(self, known: _Known, isolate: Isolate, calls: SendPort[Any]) -> None:
+        """Under the lock, before this process's first call to a worker: the reply port to
+        the worker, an exit listener on it (an isolate that has already ended sends the
+        response at once). Under the lock, so that no other thread's first call overtakes
+        the ``Hello`` (the worker could not answer it)."""
+        if known.introduced:
+            return
+        known.introduced = True
         reply_port = self.port.send_port
         calls.send(Hello(self._caller, reply_port))
         isolate.add_on_exit_listener(reply_port, WorkerEnded(isolate.control_port.isolate_id))

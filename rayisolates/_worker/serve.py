@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import logging
 from typing import Any
 
 from .._context.context import current
@@ -31,6 +32,8 @@ from .schedule import Schedule
 from .wire import Call, CloseWorker, Failed, Hello, Ready, is_plain
 
 __all__ = ["kinds_of", "serve"]
+
+log = logging.getLogger("rayisolates.worker")
 
 
 async def serve(setup: tuple[SendPort[Any], Encoded, int]) -> None:
@@ -199,13 +202,19 @@ class _Served:
                 value = encode(value, f"returning from {self._what(call)}")
             except TypeError as error:
                 ok, value = False, encode(_portable(error), "")
-        reply_port = self.callers.get(call.caller)
-        if reply_port is not None:  # it said hello first: messages to a port keep order
-            reply = (call.call_id, ok, value)  # a Reply, as a plain tuple
-            if is_plain(value):
-                self.context.send_encoded(reply_port, encode_plain(reply))
-            else:
-                reply_port.send(reply)
+        reply_port = self.callers.get(call.caller)  # it said hello first: ports keep order
+        if reply_port is None:
+            log.error(
+                "rayisolates: %s came from %s, unknown here; its answer is dropped",
+                self._what(call),
+                call.caller,
+            )
+            return ok
+        reply = (call.call_id, ok, value)  # a Reply, as a plain tuple
+        if is_plain(value):
+            self.context.send_encoded(reply_port, encode_plain(reply))
+        else:
+            reply_port.send(reply)
         return ok
 
     def _end_if_done(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .._errors import IsolateSpawnException, RemoteError
 from .._future import IsolateFuture
@@ -27,8 +27,6 @@ from .serve import serve
 from .wire import Failed, Mode, Ready
 
 __all__ = ["DEFAULT_MAX_PARALLEL", "IsolateWorker"]
-
-T = TypeVar("T")
 
 _FIELDS = frozenset({"_isolate", "_calls", "_kinds", "_class_name", "_closing"})
 DEFAULT_MAX_PARALLEL = 1000  # as Ray's async actors: async calls interleave freely
@@ -126,7 +124,8 @@ class IsolateWorker:
 
         Returns:
             An :class:`IsolateFuture` of the :class:`IsolateWorker`, done
-            once the object is built.
+            once the object is built. Cancelling it ends a worker that
+            starts after all.
 
         Raises:
             IsolateSpawnException: ``factory`` or an argument cannot be
@@ -159,12 +158,17 @@ class IsolateWorker:
             if isinstance(message, Ready) and spawned:
                 (isolate,) = spawned
                 isolate.remove_on_exit_listener(announcements.send_port)
+                if result.cancelled():  # nobody will hold it: end it
+                    isolate.kill()
                 result._succeed(
                     IsolateWorker(isolate, message.calls, message.kinds, message.class_name)
                 )
                 return
             if isinstance(message, Failed):
-                cause = open_encoded(message.error)
+                try:
+                    cause = open_encoded(message.error)
+                except Exception as failure:  # a class this process lacks, say
+                    cause = RemoteError(f"{type(failure).__name__}: {failure}")
                 error = IsolateSpawnException(
                     f"{action}: the factory {name} raised {type(cause).__name__}: {cause}"
                 )
