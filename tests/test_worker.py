@@ -251,6 +251,15 @@ def test_factories_lambdas_and_partials() -> None:
         assert from_async.add(1).result(30) == 2
 
 
+def test_call_reaches_methods_named_like_the_handles_own(worker: IsolateWorker) -> None:
+    assert worker.call("close").result(30) == "the object's close"
+    total = worker.get("total").result(30)
+    assert worker.call("add", 1, times=2).result(30) == total + 2
+    assert list(worker.call("count", 3)) == [0, 1, 2]
+    with pytest.raises(AttributeError, match="'Recorder' worker has no attribute 'nope'"):
+        worker.call("nope")
+
+
 def test_a_handle_pickles_and_compares(worker: IsolateWorker) -> None:
     copy = pickle.loads(pickle.dumps(worker))
     assert copy == worker and hash(copy) == hash(worker)

@@ -85,6 +85,10 @@ class Recorder:
 
         return threading.Lock()
 
+    def close(self) -> str:
+        """Shares its name with the handle's own ``close``."""
+        return "the object's close"
+
     def pid(self) -> int:
         return os.getpid()
 

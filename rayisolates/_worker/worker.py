@@ -230,6 +230,23 @@ class IsolateWorker:
         setattr(self, name, method)  # found without __getattr__ from now on
         return method
 
+    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the method ``name``, as ``worker.name(*args, **kwargs)`` does.
+
+        For a method whose name the handle itself uses (``get``, ``call``,
+        ``close``, ``aclose``, ``isolate``, ``spawn``), or a name held in a
+        variable.
+
+        Returns:
+            An :class:`IsolateFuture`, or an :class:`IsolateStream` for a
+            generator method.
+
+        Raises:
+            AttributeError: The object has no method ``name``.
+        """
+        method: Callable[..., Any] = IsolateWorker.__getattr__(self, name)
+        return method(*args, **kwargs)
+
     def get(self, name: str) -> IsolateFuture[Any]:
         """Read the worker object's attribute ``name``: a future of its value.
 
