@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import os
 import pickle
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -161,9 +163,14 @@ def test_async_methods_interleave_and_max_parallel_bounds_them() -> None:
     assert run(gated(1)) == (["gate"], ["gate", "b"])  # b waited for the gate
 
 
-def test_a_killed_worker_fails_pending_and_later_calls_and_fires_exit_listeners() -> None:
+@pytest.mark.parametrize("how", ["kill", "crash"])
+def test_a_killed_worker_fails_pending_and_later_calls_and_fires_exit_listeners(how: str) -> None:
+    """Killed (``Isolate.kill``) or crashed (its process SIGKILLed) with a call running, one
+    queued and a stream open."""
+
     async def main() -> list[Any]:
         recorder = await IsolateWorker.spawn(Recorder, max_parallel=1)
+        pid = await recorder.pid()
         exits: ReceivePort[Any] = ReceivePort()
         recorder.isolate.add_on_exit_listener(exits.send_port, "gone")
         port: ReceivePort[Any] = ReceivePort()
@@ -171,7 +178,10 @@ def test_a_killed_worker_fails_pending_and_later_calls_and_fires_exit_listeners(
         await anext(port)  # running, and the next call queued behind it
         queued = recorder.record("never")
         stream = recorder.count()
-        recorder.isolate.kill(priority=Isolate.IMMEDIATE)
+        if how == "kill":
+            recorder.isolate.kill(priority=Isolate.IMMEDIATE)
+        else:
+            os.kill(pid, signal.SIGKILL)
         outcomes = []
         for pending in (held, queued):
             with pytest.raises(RemoteError, match="ended before answering"):

@@ -77,7 +77,10 @@ class IsolateWorker:
     :class:`Isolate` (kill, pause, ping, exit and error listeners).
     ``close()``, ``await aclose()``, ``with`` and ``async with`` end the
     worker after the calls already made. Dropping a handle does not end
-    the worker (other handles may live elsewhere).
+    the worker (other handles may live elsewhere). A sync method that waits
+    for a call to its own worker waits forever: the loop that would run
+    that call is the one waiting (``await`` it from an ``async def``
+    method instead).
 
     Differences from Dart: Dart has no such class; its guide writes one by
     hand (``BackgroundWorker``). Cancelling a call's future drops its answer
