@@ -11,6 +11,7 @@ from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
 from ._stream.consumer import IsolateStream
 from ._transfer import TransferableTypedData
+from ._worker.worker import IsolateWorker
 
 __all__ = [
     "Capability",
@@ -20,6 +21,7 @@ __all__ = [
     "IsolatePool",
     "IsolateSpawnException",
     "IsolateStream",
+    "IsolateWorker",
     "PoolMap",
     "RawReceivePort",
     "ReceivePort",

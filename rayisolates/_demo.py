@@ -29,6 +29,7 @@ EXAMPLES = [
     "send_and_receive.py",
     "long_running_isolate.py",
     "ports_example.py",
+    "worker_photos.py",
     "large_json.py",
     "process_photos.py",
     "pool_word_count.py",

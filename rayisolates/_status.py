@@ -4,8 +4,8 @@ Every driver that uses rayisolates has a supervisor actor, named after its
 job in the ``rayisolates`` namespace. This connects to the cluster, finds
 the live supervisors in Ray's actor table and asks each for its status: the
 main isolate's figures and pools (the driver answers through its relay), and
-each live isolate's (the isolate answers on its control thread, so a busy
-one answers too).
+each live isolate's, with the worker it serves and its calls pending (the
+isolate answers on its control thread, so a busy one answers too).
 """
 
 from __future__ import annotations
@@ -114,6 +114,15 @@ _POOL_COLUMNS = (
     ("REPLACED", "replaced"),
     ("RETRIED", "retried"),
 )
+_WORKER_COLUMNS = (
+    ("WORKER", "name"),
+    ("ID", "isolate_id"),
+    ("CLASS", "class"),
+    ("PENDING", "pending"),
+    ("RUNNING", "running"),
+    ("COMPLETED", "completed"),
+    ("FAILED", "failed"),
+)
 
 
 def _table(columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]) -> list[str]:
@@ -144,6 +153,8 @@ def render(drivers: list[dict[str, Any]]) -> str:
         lines += _table(_COLUMNS, isolates) if isolates else ["  (no isolates)"]
         if driver["pools"]:
             lines += _table(_POOL_COLUMNS, driver["pools"])
+        if driver.get("workers"):
+            lines += _table(_WORKER_COLUMNS, driver["workers"])
         if driver["idle_pooled_hosts"]:
             lines.append(f"  {driver['idle_pooled_hosts']} warm hosts wait in init's isolate_pool")
         lines.append("")

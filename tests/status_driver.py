@@ -2,8 +2,9 @@
 
 Spawns three named isolates from ``init``'s isolate pool: one idle, one on
 node ``a`` that sends the main isolate ``TALKS`` messages, one paused and
-then flooded with ``FLOOD`` messages (so its queue grows); and a pool that
-has run ``POOL_TASKS`` tasks. Says ``ready`` (a JSON line) once all of that
+then flooded with ``FLOOD`` messages (so its queue grows); a pool that
+has run ``POOL_TASKS`` tasks; and a worker with ``WORKER_HELD`` calls
+running (held at a gate) after one that completed. Says ``ready`` (a JSON line) once all of that
 is in place, and ends at the next line on stdin.
 """
 
@@ -17,11 +18,14 @@ from typing import Any
 
 import ray
 
-from rayisolates import Isolate, IsolatePool, ReceivePort, SendPort, init
+from rayisolates import Isolate, IsolatePool, IsolateWorker, ReceivePort, SendPort, init
+
+from .worker_entries import Recorder
 
 TALKS = 10
 FLOOD = 1000
 POOL_TASKS = 5
+WORKER_HELD = 2
 
 
 async def idle(reply: SendPort[Any]) -> None:
@@ -84,6 +88,11 @@ async def main() -> None:
         ports["flooded"].send(i)
     pool = IsolatePool(2, debug_name="status-pool")
     assert [await pool.run(square, i) for i in range(POOL_TASKS)] == [0, 1, 4, 9, 16]
+    worker = await IsolateWorker.spawn(Recorder, debug_name="status-worker")
+    assert await worker.add(1) == 1
+    gates: ReceivePort[Any] = ReceivePort("gates")
+    held = [worker.gate(gates.send_port) for _ in range(WORKER_HELD)]
+    opened = [await anext(gates) for _ in range(WORKER_HELD)]
     print(
         json.dumps(
             {
@@ -96,6 +105,10 @@ async def main() -> None:
         flush=True,
     )
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for gate in opened:
+        gate.send("go")
+    await asyncio.gather(*held)
+    await worker.aclose()
     await pool.aclose()
 
 

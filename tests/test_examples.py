@@ -49,6 +49,15 @@ def test_ports_example_with_base_url(ray_runtime: dict[str, str]) -> None:
     assert "Received 5000 photos" in output
 
 
+def test_worker_photos_calls_streams_and_catches_the_workers_error(
+    ray_runtime: dict[str, str],
+) -> None:
+    lines = run_example("worker_photos.py", ray_runtime).splitlines()
+    assert lines[:5] == [f"Received {count} {name}" for name, count in COUNTS.items()]
+    assert lines[5].startswith("Album 1 has 50 photos, the first titled ")
+    assert lines[6] == "Fetching posts failed: no posts here (HTTP 404)"
+
+
 def test_large_json_keeps_the_main_loop_ticking(ray_runtime: dict[str, str]) -> None:
     output = run_example("large_json.py", ray_runtime)
     isolate = re.search(r"In an isolate: .* heartbeats during the parse: (\d+)", output)

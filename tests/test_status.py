@@ -23,7 +23,7 @@ import ray
 
 from rayisolates._status import render
 
-from .status_driver import FLOOD, POOL_TASKS, TALKS
+from .status_driver import FLOOD, POOL_TASKS, TALKS, WORKER_HELD
 from .support import ROOT
 
 
@@ -83,7 +83,7 @@ def our_driver(program: dict[str, Any]) -> dict[str, Any]:
             d for d in json.loads(done.stdout)["drivers"] if d["job_id"] == program["job_id"]
         ]
         isolates = by_name(driver)
-        members = {"status-pool-0", "status-pool-1"} <= set(isolates)
+        members = {"status-pool-0", "status-pool-1", "status-worker"} <= set(isolates)
         if (isolates["status-flooded"]["queued"] == FLOOD and members) or (
             time.monotonic() > deadline
         ):
@@ -127,6 +127,15 @@ def test_status_shows_isolates_ports_queues_and_pools(program: dict[str, Any]) -
     assert main["pid"] == program["pid"]
     assert main["sent"] >= FLOOD and main["received"] >= TALKS + 3 and main["queued"] == 0
 
+    (worker,) = [worker for worker in driver["workers"] if worker["name"] == "status-worker"]
+    assert worker["isolate_id"] == isolates["status-worker"]["isolate_id"]
+    assert (worker["class"], worker["pending"], worker["running"], worker["completed"]) == (
+        "Recorder",
+        WORKER_HELD,
+        WORKER_HELD,
+        1,
+    )
+
     (pool,) = [pool for pool in driver["pools"] if pool["name"] == "status-pool"]
     assert pool["owner"] == "main"
     assert (pool["members"], pool["completed"], pool["busy"], pool["failed"]) == (
@@ -145,6 +154,10 @@ def test_status_as_a_table(program: dict[str, Any]) -> None:
     assert f"driver (job {program['job_id']}), main isolate: pid {program['pid']}" in table
     for name in ("status-idle", "status-talker", "status-flooded", "status-pool-0", "status-pool"):
         assert name in table, table
+    ours = table.split(f"driver (job {program['job_id']})")[1].split("\ndriver (job")[0]
+    worker_row = next(line for line in ours.splitlines() if "Recorder" in line)  # not the tests'
+    assert worker_row.split()[0] == "status-worker"
+    assert worker_row.split()[-4:] == [str(WORKER_HELD), str(WORKER_HELD), "1", "0"]
     flooded_row = next(line for line in table.splitlines() if "status-flooded" in line)
     assert "paused" in flooded_row and str(FLOOD) in flooded_row.split()
 

@@ -1,4 +1,4 @@
-"""What an isolate can say about itself: its counters, and the pools that live in it.
+"""What an isolate can say about itself: its counters, and the pools and workers in it.
 
 Read by ``rayisolates status`` (through the supervisor) and by the metrics
 exporter. Reading takes no lock that sending or receiving holds for long: the
@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from .receiver import Receiver
     from .sender import Sender
 
-__all__ = ["isolate_figures", "live_pools", "register_pool", "unregister_pool"]
+__all__ = [
+    "isolate_figures",
+    "live_pools",
+    "live_workers",
+    "register_pool",
+    "register_worker",
+    "unregister_pool",
+    "unregister_worker",
+]
 
 
 def isolate_figures(ports: PortTable, receiver: Receiver, sender: Sender) -> dict[str, int]:
@@ -60,3 +68,30 @@ def live_pools() -> list[dict[str, Any]]:
     with _pools_lock:
         pools: list[_Pool] = list(_pools)
     return [{"name": pool.debug_name, **pool.stats()} for pool in pools]
+
+
+class _Worker(Protocol):
+    def stats(self) -> dict[str, Any]: ...
+
+
+_workers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def register_worker(worker: _Worker) -> None:
+    """Count ``worker`` (the object an ``IsolateWorker`` serves) among this process's
+    workers while it serves."""
+    with _pools_lock:
+        _workers.add(worker)
+
+
+def unregister_worker(worker: _Worker) -> None:
+    """``worker`` has stopped serving."""
+    with _pools_lock:
+        _workers.discard(worker)
+
+
+def live_workers() -> list[dict[str, Any]]:
+    """The stats of every worker this process serves: its class and calls."""
+    with _pools_lock:
+        workers: list[_Worker] = list(_workers)
+    return [worker.stats() for worker in workers]

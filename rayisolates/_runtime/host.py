@@ -39,7 +39,7 @@ import ray
 
 from .._capability import Capability
 from .._context.context import install
-from .._context.figures import isolate_figures, live_pools
+from .._context.figures import isolate_figures, live_pools, live_workers
 from .._errors import IsolateExit, IsolateSpawnException
 from .._sendport import SendPort
 from .._transport.codec import decode, encode
@@ -302,6 +302,7 @@ class HostRuntime:
             "state": state,
             **isolate_figures(self.ports, self.receiver, self.sender),
             "pools": live_pools(),
+            "workers": live_workers(),
         }
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from .._capability import Capability
 from .._context.connection import across_nodes, direct_channels, settings
 from .._context.context import Context
-from .._context.figures import isolate_figures, live_pools
+from .._context.figures import isolate_figures, live_pools, live_workers
 from .._context.loop import BackgroundLoop
 from .._transport.direct import Reach, sweep
 from .._transport.handshake import new_secret
@@ -214,6 +214,7 @@ class MainRuntime:
             "node_id": ray.get_runtime_context().get_node_id(),
             **isolate_figures(self.ports, self.receiver, self.sender),
             "pools": live_pools(),
+            "workers": live_workers(),
         }
 
     def close(self) -> None:

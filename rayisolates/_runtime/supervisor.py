@@ -314,7 +314,7 @@ class Supervisor:
     # rayisolates status ------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """This driver's main isolate, its live isolates and its pools, as they are now.
+        """This driver's main isolate, its live isolates, pools and workers, as they are now.
 
         Each isolate answers on its control thread (a busy one too); one that
         does not within ``STATUS_SECONDS`` is listed as ``unreachable``. The
@@ -333,14 +333,23 @@ class Supervisor:
         finally:
             self._status_answers.pop(request_id, None)
         pools = [{"owner": "main", **pool} for pool in main.pop("pools")]
+        workers = [
+            {"name": "main", "isolate_id": self._main_id, **worker}
+            for worker in main.pop("workers", [])
+        ]
         for isolate in isolates:
             owner = isolate["debug_name"] or isolate["isolate_id"]
             pools.extend({"owner": owner, **pool} for pool in isolate.pop("pools", []))
+            workers.extend(
+                {"name": owner, "isolate_id": isolate["isolate_id"], **worker}
+                for worker in isolate.pop("workers", [])
+            )
         return {
             "job_id": ray.get_runtime_context().get_job_id(),
             "main": main,
             "isolates": isolates,
             "pools": pools,
+            "workers": workers,
             "idle_pooled_hosts": len(self._idle),
         }
 

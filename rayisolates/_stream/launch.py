@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._sendport import SendPort
 from .._spawn import spawn
 from .._transport.codec import encode
 from .._transport.sendable import refusal, unsendable_call
@@ -14,7 +15,7 @@ from .._transport.wire import Encoded
 from .consumer import IsolateStream
 from .producer import produce, stream_isolate
 
-__all__ = ["check_stream_call", "encode_task", "on_pool", "stream"]
+__all__ = ["check_stream_call", "encode_task", "on_pool", "on_worker", "stream"]
 
 
 def check_stream_call(action: str, fn: Any, buffer: int) -> None:
@@ -86,15 +87,47 @@ def on_pool(
     action = "IsolatePool.stream()"
     task_id, future = submit(encode_task(action, produce, (result.send_port, work, buffer)))
     result._started(lambda: abandon(task_id))
+    _fail_with(result, future)
+    return result
+
+
+def on_worker(
+    what: str,
+    buffer: int,
+    submit: Callable[[SendPort[Any]], concurrent.futures.Future[Any]],
+) -> IsolateStream[Any]:
+    """A worker's generator method: ``submit`` sends the call, with the stream's port.
+
+    A stopped stream whose generator is stuck in sync code ends on this side
+    after the grace period; the worker is not ended for it (its object would
+    go too): the generator is closed at its next ``yield``.
+
+    Args:
+        what: Names the stream in errors.
+        buffer: Items made and not yet taken, at most.
+        submit: Sends the call; its future fails if the worker ends first.
+    """
+    result: IsolateStream[Any] = IsolateStream(what, buffer)
+    future = submit(result.send_port)
+    result._started(_left_running)
+    _fail_with(result, future)
+    return result
+
+
+def _left_running() -> None:
+    """A worker's stuck generator is not ended by force."""
+
+
+def _fail_with(result: IsolateStream[Any], future: concurrent.futures.Future[Any]) -> None:
+    """End ``result`` with the error ``future`` fails with: the producer's end comes after
+    its items, on the stream's own port; what comes here is the isolate running it dying
+    (or being ended) under it."""
     weakly = weakref.ref(result)  # the task must not keep the stream from being dropped
 
     def ended(done: concurrent.futures.Future[Any]) -> None:
-        """The producer's end comes after its items, on the stream's own port; what comes
-        here is a member that died (or was ended) under it."""
         stream = weakly()
         error = None if done.cancelled() else done.exception()
         if stream is not None and error is not None:
             stream._finish(error)
 
     future.add_done_callback(ended)
-    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from .._context.context import current
@@ -21,7 +21,7 @@ from .._transport.codec import encode, open_encoded_async
 from .._transport.wire import Encoded
 from .credits import Granted
 
-__all__ = ["produce", "stream_isolate"]
+__all__ = ["produce", "produce_from", "stream_isolate"]
 
 _SYNC_YIELD_EVERY = 16  # a sync generator lets stops and credits in every this many items
 
@@ -49,26 +49,59 @@ class _Credits:
 
 async def produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
     """A pool member's stream task: produce, then send the outcome after the items."""
-    items.send(await _outcome(items, work, buffer))
+    items.send(await _outcome(items, _opener(work), buffer))
+
+
+async def produce_from(
+    items: SendPort[Any], make: Callable[[], Any], what: str, buffer: int
+) -> bool:
+    """A worker's generator method: ``make()`` gives the generator (its arguments are bound
+    already); produce, then send the outcome after the items. ``True`` if it ended without
+    an error."""
+
+    async def opened() -> tuple[Any, str]:
+        return make(), what
+
+    outcome = await _outcome(items, opened, buffer)
+    items.send(outcome)
+    return bool(outcome[0] == "done")
 
 
 async def stream_isolate(setup: tuple[SendPort[Any], Encoded, int]) -> None:
     """The entry point of a spawned stream isolate: produce, then exit with the outcome."""
     items, work, buffer = setup
-    current().exit(items, await _outcome(items, work, buffer))  # before the exit notice
+    current().exit(items, await _outcome(items, _opener(work), buffer))  # before the exit notice
 
 
-async def _outcome(items: SendPort[Any], work: Encoded, buffer: int) -> Any:
+def _opener(work: Encoded) -> Callable[[], Awaitable[tuple[Any, str]]]:
+    """Opens the task ``work`` encodes and calls it: the source, and the name of what made it.
+
+    Opened in the producer, not by the port: a function this process cannot
+    load fails its stream, not the isolate.
+    """
+
+    async def opened() -> tuple[Any, str]:
+        fn, args = await open_encoded_async(work)
+        return fn(*args), getattr(fn, "__qualname__", repr(fn))
+
+    return opened
+
+
+async def _outcome(
+    items: SendPort[Any], make: Callable[[], Awaitable[tuple[Any, str]]], buffer: int
+) -> Any:
     """Produce; ``("done",)`` or ``("error", encoded error)``, for the consumer to end on."""
     try:
-        await _produce(items, work, buffer)
+        await _produce(items, make, buffer)
     except Exception as error:
         return ("error", encode(_portable(error), "Isolate.stream() raising"))
     return ("done",)
 
 
-async def _produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
-    """Run the generator ``work`` encodes, sending its items to ``items`` as credits allow.
+async def _produce(
+    items: SendPort[Any], make: Callable[[], Awaitable[tuple[Any, str]]], buffer: int
+) -> None:
+    """Run the generator ``make`` gives, sending its items to ``items`` as credits allow.
 
     Returns when the generator is exhausted or the consumer stopped; raises
     what the generator raised.
@@ -76,14 +109,12 @@ async def _produce(items: SendPort[Any], work: Encoded, buffer: int) -> None:
     credits = _Credits(buffer)
     items.send(("ready", credits.port.send_port))
     try:
-        fn, args = await open_encoded_async(work)
-        source = fn(*args)
+        source, name = await make()
         if inspect.isasyncgen(source):
             await _pump_async(source, items, credits)
         elif isinstance(source, Iterator):
             await _pump_sync(source, items, credits)
         else:
-            name = getattr(fn, "__qualname__", repr(fn))
             raise TypeError(
                 f"Isolate.stream() needs a generator function (or one returning an "
                 f"iterator); {name} returned {type(source).__name__}"

@@ -52,6 +52,7 @@ from .running import (
     spawn_from_pool,
 )
 from .streams import stream_stop, stream_throughput
+from .workers import worker_idle_memory, worker_round_trip, worker_throughput
 
 __all__ = ["ACROSS_NODES_CASES", "CASES", "bench", "ratio_text", "value_text"]
 
@@ -64,6 +65,8 @@ CASES = [
     pool_round_trip,
     pool_throughput,
     pool_replacement,
+    worker_round_trip,
+    worker_throughput,
     stream_throughput,
     stream_stop,
     ping_pong,
@@ -77,6 +80,7 @@ CASES = [
     exit_large_array,
     port_large_array,
     idle_memory,
+    worker_idle_memory,
 ]
 # The same with ``--across-nodes``: isolates and raw actors pinned to other nodes.
 ACROSS_NODES_CASES = [

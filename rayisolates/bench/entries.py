@@ -307,3 +307,13 @@ def ray_numbers(count: int) -> Any:
     """The same as a Ray streaming generator task (which cannot ``yield from`` a range)."""
     for i in range(count):  # noqa: UP028 - Ray's generator wrapper calls .send on it
         yield i
+
+
+class NoopWorker:
+    """The object of the worker figures: a no-op method, and its process's memory."""
+
+    def noop(self, value: Any = None) -> None:
+        return None
+
+    def resident_megabytes(self) -> float:
+        return resident_megabytes()

@@ -1,0 +1,1 @@
+"""``IsolateWorker``: an object living in an isolate, its methods called like local ones."""
