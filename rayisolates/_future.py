@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
@@ -49,17 +50,69 @@ class IsolateFuture(concurrent.futures.Future[R]):
 
     __module__ = "rayisolates"
 
+    _making = threading.Lock()  # two threads must not each make a future's condition
+
     def __init__(self, what: str = "the computation", stop: Callable[[], None] = _nothing):
         """A future that its maker completes (``set_result`` / ``set_exception``).
+
+        ``Future.__init__`` is not called: its ``Condition`` (11 objects with
+        its lock's bound methods) is made only when someone waits, adds a
+        callback (``await`` does) or cancels before the future is settled.
+        Thousands of futures may be pending at once (a pool's tasks, a
+        worker's calls), and every object they keep is one more for each
+        full garbage collection to go through.
 
         Args:
             what: Names the work in messages.
             stop: Stops the work when the future is cancelled before it is done.
         """
-        super().__init__()
+        self._state = "PENDING"
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
         self._what = what
         self._stop = stop
         self._ref: ray.ObjectRef | None = None
+
+    @property
+    def _condition(self) -> threading.Condition:
+        made: threading.Condition | None = self.__dict__.get("_made_condition")
+        if made is None:
+            with IsolateFuture._making:
+                made = self.__dict__.setdefault("_made_condition", threading.Condition())
+        return made
+
+    @_condition.setter
+    def _condition(self, condition: threading.Condition) -> None:
+        """Settable, as ``Future``'s attribute is (typeshed's protocols for
+        ``as_completed`` and ``wait`` name it as an attribute)."""
+        with IsolateFuture._making:
+            self.__dict__["_made_condition"] = condition
+
+    def set_result(self, result: R) -> None:
+        """As ``Future.set_result``. While nobody has made the condition, nobody waits
+        on it nor has added a callback (both make it): the state is set under
+        ``_making``, and a thread making the condition meanwhile finds it done."""
+        with IsolateFuture._making:
+            if "_made_condition" not in self.__dict__:
+                if self._state != "PENDING":
+                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+                self._result = result
+                self._state = "FINISHED"
+                return
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """As ``Future.set_exception``, light as :meth:`set_result`."""
+        with IsolateFuture._making:
+            if "_made_condition" not in self.__dict__:
+                if self._state != "PENDING":
+                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+                self._exception = exception
+                self._state = "FINISHED"
+                return
+        super().set_exception(exception)
 
     @classmethod
     def of_ref(cls, ref: ray.ObjectRef, what: str) -> IsolateFuture[R]:
@@ -144,6 +197,8 @@ class IsolateFuture(concurrent.futures.Future[R]):
             RemoteError: The isolate ended without a result.
             Exception: Whatever the work itself raised, as its own type.
         """
+        if self._state == "FINISHED" and self._exception is None:  # final once FINISHED
+            return self._result  # type: ignore[no-any-return]
         if self._ref is not None and not self.done():
             self._get(timeout)  # in this thread: no hop through ours
         try:

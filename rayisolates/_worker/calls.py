@@ -43,71 +43,11 @@ class _Known:
 
 
 class _CallFuture(IsolateFuture[Any]):
-    """A call's future, knowing its worker, and light while it waits.
+    """A call's future, knowing its worker (light while it waits: see ``IsolateFuture``)."""
 
-    Thousands of calls may be pending at once, and each object they keep is
-    one more for every full garbage collection to go through (a third of a
-    caller's time, measured with 10,000 pending). A ``Future`` keeps 11
-    (its ``Condition`` with its lock's bound methods); this one keeps 4:
-    its condition is made only when someone waits on it, adds a callback
-    (``await`` does) or cancels it, before it is settled.
-    """
-
-    _making = threading.Lock()  # two threads must not each make a condition
-
-    def __init__(self, what: str, isolate_id: str) -> None:  # no super().__init__: see above
-        self._state = "PENDING"
-        self._result = None
-        self._exception = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
-        self._what = what
-        self._stop = _nothing
-        self._ref = None
+    def __init__(self, what: str, isolate_id: str) -> None:
+        super().__init__(what)
         self.isolate_id = isolate_id
-
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        made: threading.Condition | None = self.__dict__.get("_made_condition")
-        if made is None:
-            with _CallFuture._making:
-                made = self.__dict__.setdefault("_made_condition", threading.Condition())
-        return made
-
-    def set_result(self, result: Any) -> None:
-        """As ``Future.set_result``; while nobody has made the condition, nobody waits on
-        it, nor has added a callback (both take it): the state is set under ``_making``
-        (a thread making the condition meanwhile then finds the future done)."""
-        with _CallFuture._making:
-            if "_made_condition" not in self.__dict__:
-                if self._state != "PENDING":
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._state = "FINISHED"
-                return
-        super().set_result(result)
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        """As ``Future.set_exception``, light as :meth:`set_result`."""
-        with _CallFuture._making:
-            if "_made_condition" not in self.__dict__:
-                if self._state != "PENDING":
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._exception = exception
-                self._state = "FINISHED"
-                return
-        super().set_exception(exception)
-
-    def result(self, timeout: float | None = None) -> Any:
-        """As ``IsolateFuture.result``; a value already here is taken without the
-        condition."""
-        if self._state == "FINISHED" and self._exception is None:  # final once FINISHED
-            return self._result
-        return super().result(timeout)
-
-
-def _nothing() -> None:
-    pass
 
 
 class Calls:
