@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
     bench.add_argument("--address", help="Ray cluster to measure on (default: a local Ray)")
     bench.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="only the cases whose name holds one of these comma-separated words "
+        "(e.g. pool,spawn); the names are listed when none matches",
+    )
+    bench.add_argument(
         "--across-nodes",
         action="store_true",
         help="measure what crosses nodes instead: on three Ray nodes started on this machine "
@@ -58,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             address=arguments.address,
             plot_path=arguments.plot,
             across_nodes=arguments.across_nodes,
+            only=arguments.only,
         )
     if arguments.command == "status":
         return status(address=arguments.address, as_json=arguments.json)

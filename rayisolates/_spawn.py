@@ -70,6 +70,7 @@ def _spawn(
     on_error: SendPort[Any] | None,
     debug_name: str | None,
     options: dict[str, Any],
+    module: str | None = None,
 ) -> IsolateFuture[Isolate]:
     check_options(options, ACTOR_OPTIONS, action, "Ray actor options")
     _check_port(on_exit, "on_exit", action)
@@ -86,6 +87,7 @@ def _spawn(
         on_error=on_error,
         debug_name=debug_name,
         options=options,
+        module=module,
     )
     return _submit(request)
 
@@ -157,7 +159,18 @@ def spawn(
         on_error,
         debug_name,
         options,
+        _module_of(entry_point),
     )
+
+
+def _module_of(entry_point: Any) -> str | None:
+    """The module an entry point is imported from in the new isolate (``None`` for one
+    that travels by value: a script's own, a lambda, a closure)."""
+    module = getattr(entry_point, "__module__", None)
+    qualname = getattr(entry_point, "__qualname__", "<")
+    if not isinstance(module, str) or module == "__main__" or "<" in qualname:
+        return None
+    return module
 
 
 def spawn_uri(
@@ -213,4 +226,5 @@ def spawn_uri(
         on_error,
         debug_name,
         options,
+        None if text.endswith(".py") else text.partition(":")[0],
     )

@@ -203,6 +203,53 @@ def test_spawns_from_the_isolate_pool_of_init(ray_runtime: dict[str, str]) -> No
     assert output.strip().splitlines()[-1] == "['pooled-0', 'pooled-1', 'pooled-2']"
 
 
+PRELOADED = """
+import asyncio
+import rayisolates
+from rayisolates import Isolate, ReceivePort
+from tests import preloaded_entry
+
+rayisolates.init(isolate_pool=2)
+
+async def main():
+    port = ReceivePort()
+    seen = []
+    for _ in range(30):  # until a host started after the first spawn serves one
+        await Isolate.spawn(preloaded_entry.report_preloaded, port.send_port)
+        seen.append(await anext(port))
+        if seen[-1]:
+            break
+    port.close()
+    print(seen)
+
+asyncio.run(main())
+rayisolates.shutdown()
+"""
+
+
+def test_warm_hosts_import_the_modules_of_recent_entry_points(
+    ray_runtime: dict[str, str],
+) -> None:
+    """The pool filled before any spawn imports at the spawn; hosts started after it have
+    the first entry's module already (a warm spawn then costs no import)."""
+    output = run_python(PRELOADED, env={"RAY_ADDRESS": ray_runtime["gcs_address"]})
+    seen = eval(output.strip().splitlines()[-1])
+    assert seen[0] is False and seen[-1] is True, seen
+
+
+def test_entry_modules_named_for_warm_hosts() -> None:
+    from rayisolates._spawn import _module_of
+
+    assert _module_of(entries.sync_hello) == "tests.entries"
+    assert _module_of(lambda reply: None) is None
+    assert _module_of(sorted) == "builtins"
+
+    def local(reply: Any) -> None:
+        pass
+
+    assert _module_of(local) is None
+
+
 def test_negative_pool_is_refused() -> None:
     import rayisolates
 

@@ -67,6 +67,7 @@ NO_RESPONSE: Encoded = (INLINE, None, None)
 # with it Ray's records of the actor, alive (some 26 KB each).
 _SPAWN_MEMORY_SECONDS = 60.0
 _REMEMBERED_SPAWNS = 256
+_PRELOADED_MODULES = 32  # modules of recent entry points that warm hosts import
 STATUS_SECONDS = 3.0  # how long rayisolates status waits for an isolate's answer
 
 
@@ -88,6 +89,8 @@ class Supervisor:
         self._sender_id = f"supervisor-{main_id}"
         self._pool_size = pool_size
         self._idle: list[tuple[Any, str]] = []  # started hosts waiting for a spawn
+        # Modules recent entry points come from, most recent last: warm hosts import them.
+        self._modules: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._filling = 0
         # The relay: batches for the driver, from position ``_first`` on.
         self._relayed: collections.deque[tuple[str, int, list[Item]]] = collections.deque()
@@ -202,9 +205,14 @@ class Supervisor:
 
     async def _spawn(self, request: SpawnRequest) -> Isolate:
         me = ray.get_runtime_context().current_actor
-        if not request.options and self._idle:
+        if request.module is not None:
+            self._modules[request.module] = None
+            self._modules.move_to_end(request.module)
+            if len(self._modules) > _PRELOADED_MODULES:
+                self._modules.popitem(last=False)
+        pooled = not request.options and bool(self._idle)
+        if pooled:
             host, isolate_id = self._idle.pop()
-            asyncio.get_running_loop().create_task(self._refill())
         else:
             isolate_id = new_id("isolate")
             options = host_options(request.options)
@@ -219,6 +227,8 @@ class Supervisor:
         except ray_errors.RayError as error:
             ray.kill(host, no_restart=True)
             cause = from_ray(error, cancelled=asyncio.CancelledError, what="starting the isolate")
+        if pooled:  # only now: starting a host's process is not on this spawn's way
+            asyncio.get_running_loop().create_task(self._refill())
         if cause is not None:  # raised outside the except block: no Ray error as context
             if isinstance(cause, IsolateSpawnException):
                 raise cause
@@ -251,7 +261,7 @@ class Supervisor:
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
-            await acall(host.warm)
+            await acall(host.warm, list(self._modules))
             self._idle.append((host, isolate_id))
             # The driver polls it from now on: its first message will not wait
             # for a poll to be asked for and to arrive.

@@ -324,3 +324,4 @@ class SpawnRequest:
     on_error: SendPort[Any] | None
     debug_name: str | None
     options: dict[str, Any]
+    module: str | None = None  # where the entry point is found by name (warm hosts import it)

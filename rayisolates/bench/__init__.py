@@ -36,7 +36,7 @@ from .between import ping_pong_between_isolates, throughput_between_isolates
 from .cluster import cluster_shape, local_cluster
 from .data import exit_large_array, port_large_array, run_over_large_array
 from .figure import OURS, Figure
-from .pool import pool_replacement, pool_round_trip, pool_throughput
+from .pool import pool_replacement, pool_round_trip, pool_throughput, pool_throughput_script
 from .ports import (
     crash_notice,
     ping_pong,
@@ -64,6 +64,7 @@ CASES = [
     spawn_from_pool,
     pool_round_trip,
     pool_throughput,
+    pool_throughput_script,
     pool_replacement,
     worker_round_trip,
     worker_throughput,
@@ -231,6 +232,7 @@ def bench(
     address: str | None = None,
     plot_path: str | None = None,
     across_nodes: bool = False,
+    only: str | None = None,
 ) -> int:
     """Measure every figure and print the table; returns the exit status.
 
@@ -248,6 +250,7 @@ def bench(
             down at the end; with it, on that cluster, which must have
             nodes other than the driver's holding the custom resources
             ``node_a`` and ``node_b``.
+        only: Comma-separated words: only the cases whose name holds one.
 
     Raises:
         SystemExit: ``across_nodes`` with an ``address`` whose cluster lacks
@@ -256,6 +259,15 @@ def bench(
     if plot_path:
         _pyplot()  # fail before measuring, not after, if matplotlib is missing
     cases = ACROSS_NODES_CASES if across_nodes else CASES
+    if only is not None:
+        words = [word.strip() for word in only.split(",") if word.strip()]
+        chosen = [case for case in cases if any(word in case.__name__ for word in words)]
+        if not chosen:
+            names = ", ".join(case.__name__ for case in cases)
+            raise SystemExit(
+                f"rayisolates bench --only {only!r} matches no case; the cases: {names}"
+            )
+        cases = chosen
     results = []
     with ExitStack() as ending:  # undone in reverse: the loop, rayisolates, the nodes
         started_here = across_nodes and address is None

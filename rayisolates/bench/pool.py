@@ -19,7 +19,7 @@ from rayisolates import IsolatePool, ReceivePort
 from . import entries
 from .figure import OURS, Figure, actor, milliseconds
 
-__all__ = ["pool_replacement", "pool_round_trip", "pool_throughput"]
+__all__ = ["pool_replacement", "pool_round_trip", "pool_throughput", "pool_throughput_script"]
 
 MEMBERS = 4
 
@@ -44,12 +44,35 @@ def _contenders() -> Iterator[tuple[IsolatePool, concurrent.futures.ProcessPoolE
             ray.kill(each)
 
 
+def script_noop(*args: Any) -> None:
+    """A no-op as a user's script defines it: its module is ``__main__``, so it is
+    pickled by value (``ProcessPoolExecutor`` pickles it by name and its workers
+    import the script; Ray by value, once per remote function)."""
+
+
+script_noop.__module__ = "__main__"
+script_noop.__qualname__ = script_noop.__name__ = "script_noop"
+
+
 @contextmanager
 def pool_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     """No-op tasks through 4 members (10,000; 500 with ``--quick``), against a
-    ProcessPoolExecutor(4), raw Ray tasks and ray.util.ActorPool over 4 sync actors."""
+    ProcessPoolExecutor(4), raw Ray tasks and ray.util.ActorPool over 4 sync actors;
+    the function from a module."""
+    yield from _throughput(quick, entries.noop, "")
+
+
+@contextmanager
+def pool_throughput_script(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
+    """The same with a function defined in the calling script (``__main__``).
+    ``ProcessPoolExecutor`` gets the module's one: its workers could not import
+    a script's function from this command."""
+    yield from _throughput(quick, script_noop, ", function defined in __main__")
+
+
+def _throughput(quick: bool, function: Any, which: str) -> Iterator[Figure]:
     count = 500 if quick else 10_000
-    raw_noop = ray.remote(max_retries=0)(entries.noop)
+    raw_noop = ray.remote(max_retries=0)(function)
     ray.get([raw_noop.remote() for _ in range(8)])
     with _contenders() as (pool, processes, actor_pool):
 
@@ -62,7 +85,7 @@ def pool_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Fi
             return lambda: [future.result() for future in [submit() for _ in range(count)]]
 
         def ours() -> float:
-            return rate(all_of(lambda: pool.run(entries.noop)))
+            return rate(all_of(lambda: pool.submit(function)))
 
         def process_pool() -> float:
             return rate(all_of(lambda: processes.submit(entries.noop)))
@@ -74,7 +97,7 @@ def pool_throughput(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Fi
             return rate(lambda: list(actor_pool.map(lambda a, v: a.noop.remote(v), range(count))))
 
         yield Figure(
-            f"IsolatePool.run throughput, {MEMBERS} members, {count:,} no-op tasks",
+            f"IsolatePool.submit throughput, {MEMBERS} members, {count:,} no-op tasks{which}",
             "tasks/s",
             higher_is_better=True,
             contenders={
