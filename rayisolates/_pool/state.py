@@ -429,15 +429,19 @@ class PoolState:
         effects: list[Effect] = []
         average = self._task_seconds
         ahead = 0 if not average else min(MOST_AHEAD, int(AHEAD_SECONDS / average))
+        starts = self.max_parallel
         while self._queue:
             task = self._queue[0]
             at_once = task.timeout is not None or task.streams
+            limit = starts if at_once else starts + ahead
+            # Room: a free slot, or room ahead behind no stream (looked at last: called
+            # for every task submitted, with every member full while a queue waits).
             ready = [
                 m
                 for m in self._members.values()
                 if m.address is not None
                 and not m.ending
-                and len(m.running) < self.max_parallel + (0 if at_once or m.streams else ahead)
+                and (len(m.running) < starts or (len(m.running) < limit and not m.streams))
             ]
             if not ready:
                 break
