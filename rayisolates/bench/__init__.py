@@ -31,6 +31,7 @@ from .across import (
     stream_across_nodes_buffer_1024,
     throughput_across_nodes,
     throughput_isolates_across_nodes,
+    worker_round_trip_across_nodes,
 )
 from .between import ping_pong_between_isolates, throughput_between_isolates
 from .cluster import cluster_shape, local_cluster
@@ -87,6 +88,7 @@ CASES = [
 ACROSS_NODES_CASES = [
     ping_pong_across_nodes,
     ping_pong_isolates_across_nodes,
+    worker_round_trip_across_nodes,
     throughput_across_nodes,
     throughput_isolates_across_nodes,
     stream_across_nodes_buffer_16,

@@ -23,6 +23,7 @@ from .between import isolate_throughput
 from .cluster import NODE_A, NODE_B, on, on_driver_node
 from .figure import OURS, Figure, actor
 from .ports import reply_ping_pong
+from .workers import round_trip
 
 __all__ = [
     "ping_pong_across_nodes",
@@ -31,6 +32,7 @@ __all__ = [
     "stream_across_nodes_buffer_1024",
     "throughput_across_nodes",
     "throughput_isolates_across_nodes",
+    "worker_round_trip_across_nodes",
 ]
 
 BATCH = 20  # round trips per reading
@@ -47,6 +49,15 @@ def ping_pong_across_nodes(loop: asyncio.AbstractEventLoop, quick: bool) -> Iter
         on(NODE_A),
         on(NODE_A),
     )
+
+
+@contextmanager
+def worker_round_trip_across_nodes(
+    loop: asyncio.AbstractEventLoop, quick: bool
+) -> Iterator[Figure]:
+    """A no-op method of a worker on node a called from the driver, one call at a time,
+    against ``ray.get`` of a raw sync actor's method there."""
+    yield from round_trip(quick, "IsolateWorker no-op call round trip across nodes", on(NODE_A))
 
 
 @contextmanager

@@ -19,14 +19,17 @@ from rayisolates import Isolate, IsolateWorker, ReceivePort
 from . import entries
 from .figure import OURS, Figure, actor, median_round_trip_ms
 
-__all__ = ["worker_idle_memory", "worker_round_trip", "worker_throughput"]
+__all__ = ["round_trip", "worker_idle_memory", "worker_round_trip", "worker_throughput"]
 
 
 @contextmanager
-def _contenders() -> Iterator[tuple[IsolateWorker, Any]]:
-    """A warm worker and a warm raw sync actor, each with a no-op method."""
-    worker = IsolateWorker.spawn(entries.NoopWorker, debug_name="bench-worker").result()
-    raw = actor(entries.RawNoop).remote()
+def _contenders(**placement: Any) -> Iterator[tuple[IsolateWorker, Any]]:
+    """A warm worker and a warm raw sync actor, each with a no-op method (both placed by
+    ``placement``, Ray actor options)."""
+    worker = IsolateWorker.spawn(
+        entries.NoopWorker, debug_name="bench-worker", **placement
+    ).result()
+    raw = actor(entries.RawNoop).options(**placement).remote()
     try:
         for _ in range(20):
             worker.noop().result()
@@ -41,10 +44,15 @@ def _contenders() -> Iterator[tuple[IsolateWorker, Any]]:
 def worker_round_trip(loop: asyncio.AbstractEventLoop, quick: bool) -> Iterator[Figure]:
     """One no-op method call at a time, waited for with ``.result()``, against
     ``ray.get`` of one raw sync actor method call; both on the driver's node."""
+    yield from round_trip(quick, "IsolateWorker no-op call round trip", {})
+
+
+def round_trip(quick: bool, name: str, placement: dict[str, Any]) -> Iterator[Figure]:
+    """The round-trip figure, worker and raw actor placed by ``placement``."""
     batch = 20
-    with _contenders() as (worker, raw):
+    with _contenders(**placement) as (worker, raw):
         yield Figure(
-            "IsolateWorker no-op call round trip",
+            name,
             "ms",
             higher_is_better=False,
             contenders={
