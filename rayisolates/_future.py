@@ -91,28 +91,28 @@ class IsolateFuture(concurrent.futures.Future[R]):
             self.__dict__["_made_condition"] = condition
 
     def set_result(self, result: R) -> None:
-        """As ``Future.set_result``. While nobody has made the condition, nobody waits
-        on it nor has added a callback (both make it): the state is set under
-        ``_making``, and a thread making the condition meanwhile finds it done."""
-        with IsolateFuture._making:
-            if "_made_condition" not in self.__dict__:
-                if self._state != "PENDING":
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._state = "FINISHED"
-                return
-        super().set_result(result)
+        """As ``Future.set_result`` (see :meth:`_settled_light`)."""
+        if not self._settled_light("_result", result):
+            super().set_result(result)
 
     def set_exception(self, exception: BaseException | None) -> None:
-        """As ``Future.set_exception``, light as :meth:`set_result`."""
+        """As ``Future.set_exception`` (see :meth:`_settled_light`)."""
+        if not self._settled_light("_exception", exception):
+            super().set_exception(exception)
+
+    def _settled_light(self, field: str, value: Any) -> bool:
+        """Settle without the condition, if nobody has made it: then nobody waits on it
+        nor has added a callback (both make it). Done under ``_making``, so a thread
+        making the condition meanwhile finds the future done. ``False``: settle the
+        usual way."""
         with IsolateFuture._making:
-            if "_made_condition" not in self.__dict__:
-                if self._state != "PENDING":
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._exception = exception
-                self._state = "FINISHED"
-                return
-        super().set_exception(exception)
+            if "_made_condition" in self.__dict__:
+                return False
+            if self._state != "PENDING":
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            setattr(self, field, value)
+            self._state = "FINISHED"
+            return True
 
     @classmethod
     def of_ref(cls, ref: ray.ObjectRef, what: str) -> IsolateFuture[R]:
