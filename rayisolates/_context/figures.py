@@ -47,51 +47,62 @@ class _Pool(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
-_pools: weakref.WeakSet[Any] = weakref.WeakSet()
-_pools_lock = threading.Lock()
+class _Live:
+    """The objects of one kind this process has open, held weakly, under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def add(self, thing: Any) -> None:
+        with self._lock:
+            self._objects.add(thing)
+
+    def discard(self, thing: Any) -> None:
+        with self._lock:
+            self._objects.discard(thing)
+
+    def now(self) -> list[Any]:
+        with self._lock:
+            return list(self._objects)
+
+
+_pools = _Live()
 
 
 def register_pool(pool: _Pool) -> None:
     """Count ``pool`` among this process's pools while it is alive and open."""
-    with _pools_lock:
-        _pools.add(pool)
+    _pools.add(pool)
 
 
 def unregister_pool(pool: _Pool) -> None:
     """``pool`` has closed."""
-    with _pools_lock:
-        _pools.discard(pool)
+    _pools.discard(pool)
 
 
 def live_pools() -> list[dict[str, Any]]:
     """The name and stats of every open pool in this process."""
-    with _pools_lock:
-        pools: list[_Pool] = list(_pools)
-    return [{"name": pool.debug_name, **pool.stats()} for pool in pools]
+    return [{"name": pool.debug_name, **pool.stats()} for pool in _pools.now()]
 
 
 class _Worker(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-_workers: weakref.WeakSet[Any] = weakref.WeakSet()
+_workers = _Live()
 
 
 def register_worker(worker: _Worker) -> None:
     """Count ``worker`` (the object an ``IsolateWorker`` serves) among this process's
     workers while it serves."""
-    with _pools_lock:
-        _workers.add(worker)
+    _workers.add(worker)
 
 
 def unregister_worker(worker: _Worker) -> None:
     """``worker`` has stopped serving."""
-    with _pools_lock:
-        _workers.discard(worker)
+    _workers.discard(worker)
 
 
 def live_workers() -> list[dict[str, Any]]:
     """The stats of every worker this process serves: its class and calls."""
-    with _pools_lock:
-        workers: list[_Worker] = list(_workers)
-    return [worker.stats() for worker in workers]
+    return [worker.stats() for worker in _workers.now()]

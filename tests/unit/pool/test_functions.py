@@ -57,6 +57,9 @@ def test_pickles_are_kept_by_identity_and_named_by_content() -> None:
     assert b is not None and b is not a and b.key == a.key  # another object, same content
     c = pickled.function(other, "test")
     assert c is not None and c.key != a.key
+    known = Known()  # a member is sent a function's bytes once, whichever copy is called
+    assert known.sending(a) == a.data and known.sending(b) is None and known.sending(a) is None
+    assert known.sending(c) == c.data
 
 
 def test_a_rebound_cell_makes_a_new_pickle_and_a_collected_function_is_forgotten() -> None:
