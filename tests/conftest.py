@@ -91,3 +91,13 @@ def ray_runtime(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
                 nodes[name] = node["NodeID"]
     yield {"gcs_address": context.gcs_address, "node_id": context.get_node_id(), "nodes": nodes}
     rayisolates.shutdown()
+
+
+@pytest.fixture
+def socket_base() -> Iterator[Path]:
+    """A short private folder for Unix sockets: ``tmp_path`` grows with the test's name and
+    the run count (``/tmp/pytest-of-<user>/pytest-101/<test name>0/``) past the 107
+    bytes a socket path may have."""
+    base = Path(tempfile.mkdtemp(prefix="ri-", dir="/tmp"))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)

@@ -135,10 +135,10 @@ def test_an_isolate_that_receives_is_wired_to_itself(
 
 
 def test_a_fatal_error_ends_the_isolate_and_direct_channels_close_with_it(
-    loop: asyncio.AbstractEventLoop, tmp_path: Path
+    loop: asyncio.AbstractEventLoop, socket_base: Path
 ) -> None:
     ended: list[str] = []
-    folder = direct_folder("0123456789abcdef", base=str(tmp_path))
+    folder = direct_folder("0123456789abcdef", base=str(socket_base))
     assert folder is not None
     context = assemble(
         Kind(

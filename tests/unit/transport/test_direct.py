@@ -43,8 +43,8 @@ SECRET = new_secret()
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    found = direct_folder(NODE, base=str(tmp_path))
+def folder(socket_base: Path) -> Path:
+    found = direct_folder(NODE, base=str(socket_base))
     assert found is not None
     return found
 
@@ -394,8 +394,8 @@ def test_a_loop_can_read_what_arrives_while_acknowledgements_stay_on_the_thread(
         loop.close()
 
 
-def test_the_last_endpoint_to_close_removes_the_nodes_folder(tmp_path: Path) -> None:
-    folder = direct_folder(NODE, base=str(tmp_path))
+def test_the_last_endpoint_to_close_removes_the_nodes_folder(socket_base: Path) -> None:
+    folder = direct_folder(NODE, base=str(socket_base))
     assert folder is not None
     first, second = (
         Endpoint(folder, "a", Received(), secret=SECRET),
@@ -405,15 +405,15 @@ def test_the_last_endpoint_to_close_removes_the_nodes_folder(tmp_path: Path) -> 
     assert sorted(path.name for path in folder.iterdir()) == ["b.sock"]
     second.close()
     assert not folder.exists()
-    again = direct_folder(NODE, base=str(tmp_path))  # the next isolate on the node makes it anew
+    again = direct_folder(NODE, base=str(socket_base))  # the next isolate on the node makes it anew
     assert again == folder and folder.is_dir()
     third = Endpoint(folder, "c", Received(), secret=SECRET)
     third.close()
     assert not folder.exists()
 
 
-def test_an_endpoint_binds_even_if_the_folder_went_away_meanwhile(tmp_path: Path) -> None:
-    folder = direct_folder(NODE, base=str(tmp_path))
+def test_an_endpoint_binds_even_if_the_folder_went_away_meanwhile(socket_base: Path) -> None:
+    folder = direct_folder(NODE, base=str(socket_base))
     assert folder is not None
     folder.rmdir()  # as by the node's last endpoint closing between direct_folder and bind
     endpoint = Endpoint(folder, "a", Received(), secret=SECRET)
@@ -421,11 +421,11 @@ def test_an_endpoint_binds_even_if_the_folder_went_away_meanwhile(tmp_path: Path
     endpoint.close()
 
 
-def test_sweep_removes_stale_sockets_and_empty_folders_of_other_nodes(tmp_path: Path) -> None:
-    here = direct_folder(NODE, base=str(tmp_path))
-    gone = direct_folder("gone-node-00000000", base=str(tmp_path))
-    fresh = direct_folder("fresh-node-0000000", base=str(tmp_path))
-    live = direct_folder("live-node-00000000", base=str(tmp_path))
+def test_sweep_removes_stale_sockets_and_empty_folders_of_other_nodes(socket_base: Path) -> None:
+    here = direct_folder(NODE, base=str(socket_base))
+    gone = direct_folder("gone-node-00000000", base=str(socket_base))
+    fresh = direct_folder("fresh-node-0000000", base=str(socket_base))
+    live = direct_folder("live-node-00000000", base=str(socket_base))
     assert here and gone and fresh and live
     long_ago = time.time() - 3600
     for node, name in ((gone, "dead"), (fresh, "starting"), (here, "killed")):
