@@ -39,7 +39,7 @@ from .._isolate import Isolate
 from .._ports import RawReceivePort
 from .._stream.consumer import IsolateStream
 from .._stream.launch import check_stream_call, encode_task, on_pool
-from .._transport.codec import open_encoded
+from .._transport.codec import encode_plain, is_plain, open_encoded
 from .._transport.rpc import later, ready_for_finalizers, soon
 from .._transport.wire import Encoded
 from .functions import Known, encode_call
@@ -173,12 +173,7 @@ class _Engine:
 
     def _do(self, effect: Effect) -> None:
         if isinstance(effect, SendTask):
-            function, work = effect.task.payload
-            if function is None:
-                effect.address.send((effect.task.task_id, None, None, work))
-            else:  # its bytes only the first time this member is sent it
-                data = self._known_to(effect.address).sending(function)
-                effect.address.send((effect.task.task_id, function.key, data, work))
+            self._send(effect)
         elif isinstance(effect, Settle):
             with self.lock:
                 future = self._futures.pop(effect.task.task_id, None)
@@ -199,6 +194,20 @@ class _Engine:
         elif isinstance(effect, StartTimer):
             task_id, attempt = effect.task_id, effect.attempt
             later(effect.seconds, lambda: self.event(self.state.expired, task_id, attempt))
+
+    def _send(self, effect: SendTask) -> None:
+        """A task to its member: ``(task_id, key, data, work)``, pickled at C speed when
+        ``work`` holds no refs or handles (the hot path)."""
+        function, work = effect.task.payload
+        if function is None:
+            task: tuple[Any, ...] = (effect.task.task_id, None, None, work)
+        else:  # its bytes only the first time this member is sent it
+            data = self._known_to(effect.address).sending(function)
+            task = (effect.task.task_id, function.key, data, work)
+        if is_plain(work):
+            self._context.send_encoded(effect.address, encode_plain(task))
+        else:
+            effect.address.send(task)
 
     def _known_to(self, address: Any) -> Known:
         """The functions the member at ``address`` holds (members gone are forgotten)."""

@@ -53,6 +53,7 @@ __all__ = [
     "decode_pickled",
     "encode",
     "encode_plain",
+    "is_plain",
     "needs_fetch",
     "open_encoded",
     "open_encoded_async",
@@ -214,6 +215,12 @@ def encode_plain(message: tuple[Any, ...]) -> Encoded:
     (an ``IsolateWorker`` call and its reply).
     """
     return PICKLED, pickle.dumps(message, protocol=5), None
+
+
+def is_plain(encoded: Encoded | None) -> bool:
+    """Whether an encoded value holds no refs, handles or stored values (a message carrying
+    it can be pickled as plain values)."""
+    return encoded is None or (encoded[2] is None and encoded[0] != STORED)
 
 
 def decode_pickled(

@@ -23,9 +23,9 @@ from .._errors import RemoteError
 from .._future import IsolateFuture
 from .._ports import RawReceivePort
 from .._sendport import SendPort
-from .._transport.codec import encode_plain, open_encoded
+from .._transport.codec import encode_plain, is_plain, open_encoded
 from .._transport.wire import Encoded
-from .wire import CloseWorker, Hello, Mode, Reply, WorkerEnded, is_plain
+from .wire import CloseWorker, Hello, Mode, Reply, WorkerEnded
 
 if TYPE_CHECKING:
     from .._isolate import Isolate

@@ -3,7 +3,7 @@
 The entry point (:func:`serve`) builds ``factory(*args)``, says what the
 object has (its methods' kinds), and returns; the call port keeps the
 isolate alive until the worker is closed. Calls start in the order they
-arrive (:class:`~.schedule.Schedule`): a sync method runs right away on the
+arrive (``_schedule.Starter``): a sync method runs right away on the
 isolate's loop, inside the port's handler; an ``async def`` method runs as
 a task, whose body begins before the next call starts; a generator
 method feeds a stream (``_stream.producer``). Each
@@ -14,9 +14,9 @@ call's outcome goes back on its caller's reply port, its error carried as
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from .._context.context import current
@@ -24,12 +24,12 @@ from .._context.figures import register_worker, unregister_worker
 from .._errors import RemoteError
 from .._ports import RawReceivePort
 from .._run import _portable
+from .._schedule import Schedule, Starter
 from .._sendport import SendPort
 from .._stream.producer import produce_from
-from .._transport.codec import encode, encode_plain, open_encoded, open_encoded_async
+from .._transport.codec import encode, encode_plain, is_plain, open_encoded, open_encoded_async
 from .._transport.wire import Encoded
-from .schedule import Schedule
-from .wire import Call, CloseWorker, Failed, Hello, Ready, is_plain
+from .wire import Call, CloseWorker, Failed, Hello, Ready
 
 __all__ = ["kinds_of", "serve"]
 
@@ -99,10 +99,8 @@ class _Served:
         self.context = current()
         self.debug_name = self.context.debug_name
         self.schedule: Schedule[Call] = Schedule(max_parallel)
+        self.starter = Starter(self.schedule, self._run, self._task_done, self._ended)
         self.callers: dict[str, SendPort[Any]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._due: collections.deque[Call] = collections.deque()  # started in this order
-        self._deferred = False  # the calls due wait for the loop's next turn
         self.port: RawReceivePort[Any] = RawReceivePort(self._on_message, "worker-calls")
         register_worker(self)
 
@@ -117,12 +115,11 @@ class _Served:
             if self.schedule.closing:
                 self._reply(message, False, RemoteError(f"{self._what(message)}: {self._closed}"))
             else:
-                self._start(self.schedule.arrived(message))
+                self.starter.arrived(message)
         elif isinstance(message, Hello):
             self.callers[message.caller] = message.reply_port
         elif isinstance(message, CloseWorker):
-            self.schedule.close()
-            self._end_if_done()
+            self.starter.close()
 
     @property
     def _closed(self) -> str:
@@ -131,31 +128,9 @@ class _Served:
     def _what(self, call: Call) -> str:
         return f"{self.class_name}.{call.name}" + ("" if call.mode == "get" else "()")
 
-    def _start(self, starting: list[Call]) -> None:
-        """Start calls in order, after those already due to start."""
-        self._due.extend(starting)
-        if not self._deferred:
-            self._start_due()
-
-    def _start_due(self) -> None:
-        """Start the calls due, in order. A sync one runs to its end here (and may let
-        more start); after an async one, the rest wait a turn of the loop, so that its
-        body begins before the next call's."""
-        self._deferred = False
-        while self._due:
-            call = self._due.popleft()
-            finished = self._run(call)
-            if finished is not None:
-                self._due.extend(self.schedule.finished(finished))
-            else:  # calls due now or arriving before the next turn wait for it
-                self._deferred = True
-                asyncio.get_running_loop().call_soon(self._start_due)  # after the task's step
-                return
-        self._end_if_done()
-
-    def _run(self, call: Call) -> bool | None:
-        """Start ``call``: whether it succeeded if it has finished already, else ``None``
-        (a task of the isolate finishes it)."""
+    def _run(self, call: Call) -> bool | Awaitable[Any]:
+        """Start ``call``: whether it succeeded if it has finished already, else what
+        finishes it (run as a task of the isolate)."""
         try:
             args, kwargs = ((), {}) if call.args is None else open_encoded(call.args)
             attribute = getattr(self.target, call.name)
@@ -165,23 +140,15 @@ class _Served:
                 assert call.stream is not None
                 items, buffer = call.stream
                 make = lambda: attribute(*args, **kwargs)  # noqa: E731
-                self._task(call, produce_from(items, make, self._what(call), buffer))
-                return None
+                return produce_from(items, make, self._what(call), buffer)
             value = attribute(*args, **kwargs)
             if inspect.isawaitable(value):
-                self._task(call, _awaited(value))
-                return None
+                return _awaited(value)
         except Exception as error:
             return self._reply(call, False, error)
         return self._reply(call, True, value)
 
-    def _task(self, call: Call, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self.tasks.add(task)
-        task.add_done_callback(lambda done: self._task_done(call, done))
-
-    def _task_done(self, call: Call, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+    def _task_done(self, call: Call, task: asyncio.Future[Any]) -> bool:
         if task.cancelled():
             ok = self._reply(call, False, RemoteError(f"{self._what(call)} was cancelled"))
         elif (error := task.exception()) is not None:
@@ -190,7 +157,7 @@ class _Served:
             ok = self._reply(call, True, None) and bool(task.result())
         else:
             ok = self._reply(call, True, task.result())
-        self._start(self.schedule.finished(ok))
+        return ok
 
     def _reply(self, call: Call, ok: bool, value: Any) -> bool:
         """Send the outcome of ``call`` to its caller; ``ok`` unless the value cannot be sent
@@ -217,8 +184,8 @@ class _Served:
             reply_port.send(reply)
         return ok
 
-    def _end_if_done(self) -> None:
-        if self.schedule.ended and not self.port.is_closed:
+    def _ended(self) -> None:
+        if not self.port.is_closed:
             unregister_worker(self)
             self.port.close()  # nothing else keeps the isolate: it ends
 

@@ -14,7 +14,7 @@ worker answers on the caller's reply port (one per calling process)::
 
 ``Call`` and ``Reply``, the hot records, travel as plain tuples (a
 record's class would cost its name in every pickle), pickled at C speed
-when they hold only plain values (:func:`is_plain`); ``Call._make`` and
+when they hold only plain values (``codec.is_plain``); ``Call._make`` and
 ``Reply._make`` rebuild them on arrival.
 
 Messages from one process to one port arrive in the order sent, so a
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
-from .._transport.codec import STORED
 from .._transport.wire import Encoded
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "Ready",
     "Reply",
     "WorkerEnded",
-    "is_plain",
 ]
 
 Mode = Literal["call", "get", "stream"]
@@ -94,9 +92,3 @@ class WorkerEnded(NamedTuple):
     """The exit listener's response: the worker's isolate has ended."""
 
     isolate_id: str
-
-
-def is_plain(encoded: Encoded | None) -> bool:
-    """Whether an encoded value holds no refs, handles or stored values (a message carrying
-    it can be pickled as plain values)."""
-    return encoded is None or (encoded[2] is None and encoded[0] != STORED)

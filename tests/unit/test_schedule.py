@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from rayisolates._worker.schedule import Schedule
+from rayisolates._schedule import Schedule
 
 SEEDS = int(os.environ.get("WORKER_SCHEDULE_SEEDS", "300"))
 
