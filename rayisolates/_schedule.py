@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -142,7 +143,7 @@ class Starter(Generic[C]):
                 continue
             task = asyncio.ensure_future(outcome)
             self.tasks.add(task)
-            task.add_done_callback(lambda done, call=call: self._task_done(call, done))  # type: ignore[misc]
+            task.add_done_callback(functools.partial(self._task_done, call))
             # calls due now or arriving before the next turn wait for it
             self._deferred = True
             asyncio.get_running_loop().call_soon(self._start_due)  # after the task's step

@@ -69,6 +69,15 @@ def test_errors_keep_their_type_and_the_remote_stack(pool: IsolatePool) -> None:
     assert "Remote traceback" in "".join(getattr(raised.value, "__notes__", []))
 
 
+def test_an_async_task_that_raises_cancelled_error_is_answered(pool: IsolatePool) -> None:
+    async def cancelled() -> None:
+        raise asyncio.CancelledError  # a BaseException: it once left its task unanswered
+
+    with pytest.raises(RemoteError, match="was cancelled"):
+        pool.run(cancelled).result(60)
+    assert pool.run(operator.add, 1, 2).result(60) == 3
+
+
 def test_bad_input_is_refused_at_run_and_the_pool_keeps_working(pool: IsolatePool) -> None:
     with pytest.raises(TypeError, match=r"IsolatePool.run\(\) cannot send argument 1"):
         pool.run(operator.add, 1, threading.Lock())
