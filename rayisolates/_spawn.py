@@ -43,8 +43,11 @@ def _encoded_message(message: Any, action: str) -> Encoded:
 
 def _submit(request: SpawnRequest) -> IsolateFuture[Isolate]:
     context = current()
-    supervisor = context.sender.supervisor()
-    spawning = call(lambda: fire(supervisor.spawn, request))  # repeated: one isolate per spawn_id
+    spawning = context.runtime.spawn_leased(request)
+    if spawning is None:
+        supervisor = context.sender.supervisor()
+        # repeated: one isolate per spawn_id
+        spawning = call(lambda: fire(supervisor.spawn, request))
     context.spawn_in_flight(spawning)
     spawning.add_done_callback(
         lambda done: None if done.exception() else context.runtime.spawned(done.result())

@@ -250,6 +250,72 @@ def test_entry_modules_named_for_warm_hosts() -> None:
     assert _module_of(local) is None
 
 
+LEASED = """
+import asyncio
+import ray
+import rayisolates
+from rayisolates import Isolate, IsolateSpawnException, ReceivePort
+from rayisolates._context.context import current
+from tests import entries
+
+rayisolates.init(isolate_pool=2)
+leases = current().runtime.leases
+
+async def lease_held():
+    for _ in range(1200):
+        if leases.held:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the driver never held a warm host")
+
+async def main():
+    seen = []
+    port, exits, listened = ReceivePort(), ReceivePort(), ReceivePort()
+    await lease_held()
+    used = leases.used
+    # into a leased host: its name, its on_exit, another isolate's exit listener
+    leased = await Isolate.spawn(
+        entries.sleeper, port.send_port, debug_name="leased", on_exit=exits.send_port
+    )
+    seen.append(leases.used == used + 1)
+    stop = await anext(port)
+    await Isolate.spawn(entries.listen_then_exit, (listened.send_port, leased, 10))
+    await anext(listened)  # the listener's own ref: it has asked
+    leased.kill(priority=Isolate.IMMEDIATE)
+    seen.append(await anext(exits))  # on_exit: None
+    seen.append(int((await anext(listened))[0]))  # the listener's response
+    # an entry that cannot load fails its spawn, and the next spawn works
+    await lease_held()
+    try:
+        await Isolate.spawn_uri("no_such_module_here:main", None, None)
+        seen.append("spawned")
+    except IsolateSpawnException as error:
+        seen.append("no_such_module_here" in str(error))
+    # held hosts that died meanwhile: the spawn goes to the supervisor
+    await lease_held()
+    for lease in list(leases._held):
+        ray.kill(lease.host)
+    await Isolate.spawn(entries.report_identity, port.send_port, debug_name="after")
+    seen.append((await anext(port))[0])
+    for each in (port, exits, listened):
+        each.close()
+    print(seen)
+
+asyncio.run(main())
+rayisolates.shutdown()
+"""
+
+
+def test_spawns_into_warm_hosts_the_driver_holds(ray_runtime: dict[str, str]) -> None:
+    """The driver spawns into hosts leased from the pool without asking the supervisor;
+    on_exit, exit listeners of other isolates and immediate kills act on them, an entry
+    that cannot load fails its spawn, and a held host that died sends the spawn to the
+    supervisor."""
+    output = run_python(LEASED, env={"RAY_ADDRESS": ray_runtime["gcs_address"]}, timeout=150)
+    seen = eval(output.strip().splitlines()[-1])
+    assert seen == [True, None, 9, True, "after"], seen
+
+
 def test_negative_pool_is_refused() -> None:
     import rayisolates
 

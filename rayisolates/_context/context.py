@@ -22,7 +22,13 @@ import ray
 from .._capability import Capability
 from .._transport.codec import encode
 from .._transport.mailbox import Mailbox
-from .._transport.wire import SUPERVISOR_NAMESPACE, Control, Encoded, supervisor_name
+from .._transport.wire import (
+    SUPERVISOR_NAMESPACE,
+    Control,
+    Encoded,
+    SpawnRequest,
+    supervisor_name,
+)
 from .connection import ensure_started, on_shutdown
 from .controls import ControlActions
 from .porttable import PortTable
@@ -51,6 +57,11 @@ class Runtime(Protocol):
 
     def spawned(self, isolate: Isolate) -> None:
         """An isolate this process asked for has started."""
+        ...
+
+    def spawn_leased(self, request: SpawnRequest) -> concurrent.futures.Future[Isolate] | None:
+        """Start ``request`` in a warm host this process holds, or ``None`` (ask the
+        supervisor)."""
         ...
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ when it starts ending)::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -296,6 +297,9 @@ class HostRuntime:
     def spawned(self, isolate: Isolate) -> None:
         pass
 
+    def spawn_leased(self, request: SpawnRequest) -> concurrent.futures.Future[Isolate] | None:
+        return None  # only the main isolate holds warm hosts
+
     def status(self) -> dict[str, Any]:
         """This isolate's state and figures, and the pools it runs (any thread)."""
         state = PAUSED if self.state == RUNNING and self.receiver.paused else self.state
@@ -372,6 +376,7 @@ class IsolateHost:
         self._isolate_id = isolate_id
         self._supervisor = supervisor
         self._runtime: HostRuntime | None = None
+        self._has_runtime = asyncio.Event()  # set by start: a leased host is watched before
         self._where: dict[str, Any] | None = None
         self._controls: Inbox[Control] = Inbox(self._run_controls)
         self._early_controls: list[Control] = []
@@ -436,6 +441,7 @@ class IsolateHost:
         runtime.loop.set_exception_handler(runtime.unhandled)
         install(runtime.context)
         self._runtime = runtime
+        self._has_runtime.set()
         try:
             ((_, message),) = await decode([(CONTROL_PORT, *request.message)])
             call = _entry_call(request, message)
@@ -498,7 +504,9 @@ class IsolateHost:
         return self._link.poll(ack, resend_from)
 
     async def lifetime(self) -> None:
-        """Returns once the isolate has ended and everything it sent is delivered."""
+        """Returns once the isolate has ended and everything it sent is delivered (waits for
+        :meth:`start` first: the supervisor watches a leased host from its lease on)."""
+        await self._has_runtime.wait()
         assert self._runtime is not None
         await asyncio.shield(self._runtime.exit_future)
 

@@ -50,6 +50,7 @@ from .._transport.wire import (
     Ended,
     Item,
     PollMe,
+    SpawnRequest,
     StatusAsked,
     control_sender,
     direct_sender,
@@ -58,6 +59,7 @@ from .._transport.wire import (
     supervisor_name,
 )
 from .assembly import Kind, Receiving, assemble, direct_here
+from .leases import Leases, leases_for
 from .supervisor import Supervisor
 from .worker import start_worker_context
 
@@ -132,6 +134,13 @@ class MainRuntime:
             forget=self._isolate_ended,
         )
         self._pump = self._background.submit(self._relay_pump())
+        self.leases = Leases(
+            lambda: self.supervisor,
+            self.main_id,
+            self.context.supervise,
+            leases_for(settings["isolate_pool"]),
+        )
+        self.leases.ask()
 
     # Receiving ----------------------------------------------------------------------
 
@@ -201,6 +210,10 @@ class MainRuntime:
             "ends by returning (or sys.exit)"
         )
 
+    def spawn_leased(self, request: SpawnRequest) -> concurrent.futures.Future[Isolate] | None:
+        """Start ``request`` in a warm host this driver holds (``leases``), or ``None``."""
+        return self.leases.spawn(request)
+
     def spawned(self, isolate: Isolate) -> None:
         """An isolate this process spawned: poll it from the start."""
         port = isolate.control_port
@@ -219,6 +232,7 @@ class MainRuntime:
 
     def close(self) -> None:
         """Deliver what is still queued, then end the supervisor and with it every isolate."""
+        self.leases.close()
         with contextlib.suppress(Exception):
             self._background.submit(
                 asyncio.wait_for(self.sender.drain(), _SHUTDOWN_GRACE_SECONDS)

@@ -49,9 +49,11 @@ from .._transport.wire import (
     Item,
     Kill,
     KillNow,
+    Lease,
     PollMe,
     RemoveExitListener,
     SpawnRequest,
+    Started,
     StatusAsked,
     control_sender,
     new_id,
@@ -68,6 +70,7 @@ NO_RESPONSE: Encoded = (INLINE, None, None)
 _SPAWN_MEMORY_SECONDS = 60.0
 _REMEMBERED_SPAWNS = 256
 _PRELOADED_MODULES = 32  # modules of recent entry points that warm hosts import
+_REMEMBERED_LEASES = 16  # answers to lease calls, given again to a repeated call
 STATUS_SECONDS = 3.0  # how long rayisolates status waits for an isolate's answer
 
 
@@ -102,6 +105,10 @@ class Supervisor:
         self._outbox: Outbox[Item] = Outbox(self._sender_id, transmit_batch)
         self._forwarded: Outbox[Control] = Outbox(self._sender_id, transmit_controls)
         self._isolates: dict[str, _Record] = {}
+        # Warm hosts set aside for the main isolate, which starts them itself (``Lease``).
+        self._leased: dict[str, _Record] = {}
+        self._leases: collections.OrderedDict[str, list[Lease]] = collections.OrderedDict()
+        self._idle_ready: asyncio.Event | None = None
         self._spawns: collections.OrderedDict[str, asyncio.Future[Isolate]] = (
             collections.OrderedDict()
         )
@@ -205,11 +212,7 @@ class Supervisor:
 
     async def _spawn(self, request: SpawnRequest) -> Isolate:
         me = ray.get_runtime_context().current_actor
-        if request.module is not None:
-            self._modules[request.module] = None
-            self._modules.move_to_end(request.module)
-            if len(self._modules) > _PRELOADED_MODULES:
-                self._modules.popitem(last=False)
+        self._remember_module(request.module)
         pooled = not request.options and bool(self._idle)
         if pooled:
             host, isolate_id = self._idle.pop()
@@ -240,11 +243,56 @@ class Supervisor:
         control: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
         return Isolate._handle(control, pause, record.terminate, request.debug_name)
 
+    def _remember_module(self, module: str | None) -> None:
+        if module is not None:
+            self._modules[module] = None
+            self._modules.move_to_end(module)
+            if len(self._modules) > _PRELOADED_MODULES:
+                self._modules.popitem(last=False)
+
     async def fill_pool(self) -> None:
         """Start idle hosts until the pool is full."""
-        await asyncio.gather(
-            *(self._refill() for _ in range(self._pool_size - len(self._idle) - self._filling))
-        )
+        await asyncio.gather(*(self._refill() for _ in range(self._pool_size - self._warm())))
+
+    def _warm(self) -> int:
+        """Pooled hosts started, starting or leased: what counts against the pool's size."""
+        return len(self._idle) + self._filling + len(self._leased)
+
+    async def lease(self, lease_id: str, count: int) -> list[Lease]:
+        """Set aside up to ``count`` warm hosts for the main isolate (at least one: waits
+        for the pool to have one). Idempotent per ``lease_id``."""
+        answered = self._leases.get(lease_id)
+        if answered is not None:
+            return answered
+        while not self._idle:
+            if self._idle_ready is None:
+                self._idle_ready = asyncio.Event()
+            self._idle_ready.clear()
+            await self._idle_ready.wait()
+        leases: list[Lease] = []
+        while self._idle and len(leases) < count:
+            host, isolate_id = self._idle.pop()
+            record = self._leased[isolate_id] = _Record(host, Capability())
+            asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
+            leases.append(Lease(isolate_id, host, Capability(), record.terminate, self._direct))
+        self._leases[lease_id] = leases
+        if len(self._leases) > _REMEMBERED_LEASES:
+            self._leases.popitem(last=False)
+        return leases
+
+    def _started(self, record: Started) -> None:
+        """The main isolate started a leased host: an isolate like any other from now on."""
+        known = self._leased.pop(record.isolate_id, None)
+        if known is None:  # it has ended already (or was never leased)
+            if record.on_exit is not None:
+                self._send(record.on_exit, NO_RESPONSE)
+            return
+        known.debug_name = record.debug_name
+        if record.on_exit is not None:
+            known.exit_listeners[record.on_exit] = NO_RESPONSE
+        self._isolates[record.isolate_id] = known
+        self._remember_module(record.module)
+        asyncio.get_running_loop().create_task(self._refill())
 
     async def _refill(self) -> None:
         """Start one idle host, if the pool is short of one.
@@ -253,7 +301,7 @@ class Supervisor:
         shows its debug name in logs and ``Isolate.current()``, but not in
         Ray's state API.
         """
-        if len(self._idle) + self._filling >= self._pool_size:
+        if self._warm() >= self._pool_size:
             return
         self._filling += 1
         try:
@@ -263,6 +311,8 @@ class Supervisor:
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
             await acall(host.warm, list(self._modules))
             self._idle.append((host, isolate_id))
+            if self._idle_ready is not None:
+                self._idle_ready.set()
             # The driver polls it from now on: its first message will not wait
             # for a poll to be asked for and to arrive.
             self._relay_control(PollMe(isolate_id, host))
@@ -275,6 +325,7 @@ class Supervisor:
         with contextlib.suppress(ray_errors.RayError):  # its process or node died: ended too
             await acall(record.host.lifetime)
         self._isolates.pop(isolate_id, None)
+        self._leased.pop(isolate_id, None)
         if self._direct:  # after what it relayed: the driver may forget its direct sequence
             self._relay_control(Ended(isolate_id))
         for port, response in record.exit_listeners.items():
@@ -300,24 +351,29 @@ class Supervisor:
             items: list[Item] = [(CONTROL_PORT, INLINE, record, None) for record in records]
             self._relay(control_sender(sender), seq, items)
 
+    def _known(self, isolate_id: str) -> _Record | None:
+        return self._isolates.get(isolate_id) or self._leased.get(isolate_id)
+
     def _run_controls(self, records: list[Control]) -> None:
         for record in records:
-            if isinstance(record, AddExitListener):
-                known = self._isolates.get(record.isolate_id)
+            if isinstance(record, Started):
+                self._started(record)
+            elif isinstance(record, AddExitListener):
+                known = self._known(record.isolate_id)
                 if known is None:
                     self._send(record.port, record.response)  # it has ended already
                 else:
                     known.exit_listeners[record.port] = record.response
             elif isinstance(record, RemoveExitListener):
-                known = self._isolates.get(record.isolate_id)
+                known = self._known(record.isolate_id)
                 if known is not None:
                     known.exit_listeners.pop(record.port, None)
             elif isinstance(record, KillNow):
-                known = self._isolates.get(record.isolate_id)
+                known = self._known(record.isolate_id)
                 if known is not None and record.capability == known.terminate:
                     ray.kill(known.host, no_restart=True)
             elif isinstance(record, Kill):  # after the listener changes sent before it
-                known = self._isolates.get(record.isolate_id)
+                known = self._known(record.isolate_id)
                 if known is not None:
                     self._forwarded.add(record.isolate_id, known.host, record)
 
@@ -373,6 +429,7 @@ class Supervisor:
         """How much the supervisor remembers (it must not grow with isolates that ended)."""
         return {
             "isolates": len(self._isolates),
+            "leased": len(self._leased),
             "relayed": len(self._relayed),
             "spawns": len(self._spawns),
             "control_senders": self._controls.senders(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._context.context import Context, find_supervisor
 from .._context.loop import BackgroundLoop
-from .._transport.wire import new_id
+from .._transport.wire import SpawnRequest, new_id
 from .assembly import Kind, assemble
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ class WorkerRuntime:
 
     def spawned(self, isolate: Isolate) -> None:
         pass
+
+    def spawn_leased(self, request: SpawnRequest) -> concurrent.futures.Future[Isolate] | None:
+        return None  # only the main isolate holds warm hosts
 
     def close(self) -> None:
         self._background.stop()

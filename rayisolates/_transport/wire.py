@@ -57,6 +57,7 @@ __all__ = [
     "Item",
     "Kill",
     "KillNow",
+    "Lease",
     "LinkAnswer",
     "Pause",
     "Ping",
@@ -66,6 +67,7 @@ __all__ = [
     "Resume",
     "SetErrorsFatal",
     "SpawnRequest",
+    "Started",
     "StatusAsked",
     "control_sender",
     "direct_sender",
@@ -212,6 +214,18 @@ class KillNow:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """To the supervisor: the spawner started leased isolate ``isolate_id`` itself (see
+    :class:`Lease`); watch it as one the supervisor started, with ``on_exit`` as its
+    first exit listener."""
+
+    isolate_id: str
+    debug_name: str | None
+    on_exit: SendPort[Any] | None
+    module: str | None  # where its entry point came from (warm hosts import it)
+
+
+@dataclass(frozen=True, slots=True)
 class PollMe:
     """To the main isolate: isolate ``isolate_id`` has messages for it; poll ``route``."""
 
@@ -249,6 +263,7 @@ Control = (
     | AddExitListener
     | RemoveExitListener
     | KillNow
+    | Started
     | PollMe
     | Ended
     | StatusAsked
@@ -270,6 +285,7 @@ RUNS_ON: dict[type, str] = {
     AddExitListener: SUPERVISOR_ACTOR,
     RemoveExitListener: SUPERVISOR_ACTOR,
     KillNow: SUPERVISOR_ACTOR,
+    Started: SUPERVISOR_ACTOR,
     PollMe: MAIN,
     Ended: MAIN,
     StatusAsked: MAIN,
@@ -325,3 +341,18 @@ class SpawnRequest:
     debug_name: str | None
     options: dict[str, Any]
     module: str | None = None  # where the entry point is found by name (warm hosts import it)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A warm host the supervisor set aside for the main isolate, which spawns into it
+    without asking the supervisor: it calls ``host.start`` itself with these
+    capabilities, then tells the supervisor :class:`Started` (or, if starting failed,
+    ``KillNow``). The supervisor holds the isolate's record from the lease on, so exit
+    listeners and kills sent by anyone meanwhile act on it."""
+
+    isolate_id: str
+    host: Any
+    pause: Capability
+    terminate: Capability
+    direct: Any  # the supervisor's direct-channel reach (None: every message over Ray)

@@ -32,6 +32,9 @@ class Life:
     def spawned(self, isolate: Any) -> None:
         pass
 
+    def spawn_leased(self, request: Any) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
