@@ -46,6 +46,8 @@ from .._transport.wire import (
 
 __all__ = ["Leases", "leases_for"]
 
+_REMEMBERED_MODULES = 32  # entry points' modules that hosts leased later import first
+
 
 def leases_for(pool_size: int) -> int:
     """How many warm hosts the driver holds for an isolate pool of ``pool_size``."""
@@ -78,6 +80,7 @@ class Leases:
         self._asking = False
         self._closed = False
         self.used = 0  # spawns started in a held host
+        self._modules: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @property
     def held(self) -> int:
@@ -101,8 +104,24 @@ class Leases:
             self._asking = False
             if not failed:
                 self._held.extend(asked.result())
-        if not failed:  # a failure (the supervisor gone: shutting down) asks no more
-            self.ask()
+            modules = list(self._modules)
+        if failed:  # the supervisor gone (shutting down): ask no more
+            return
+        if modules:  # warmed before the supervisor heard of this driver's latest entry points
+            for lease in asked.result():
+                call_in_background(lease.host.warm, modules)
+        self.ask()
+
+    def _new_module(self, module: str | None) -> list[Lease]:
+        """Under the lock: remember ``module``; the held hosts to warm with it if it is new."""
+        if module is None:
+            return []
+        known = module in self._modules
+        self._modules[module] = None
+        self._modules.move_to_end(module)
+        if len(self._modules) > _REMEMBERED_MODULES:
+            self._modules.popitem(last=False)
+        return [] if known else list(self._held)
 
     def close(self) -> None:
         """Ask for no more hosts (``rayisolates.shutdown()``)."""
@@ -120,6 +139,10 @@ class Leases:
                 return None
             lease = self._held.popleft()
             self.used += 1
+            warm = self._new_module(request.module)
+        if warm:  # the hosts still held import it now, not at their spawn
+            for held in warm:
+                call_in_background(held.host.warm, [request.module])
         self.ask()
         result: concurrent.futures.Future[Isolate] = concurrent.futures.Future()
         starting = call(
