@@ -163,7 +163,7 @@ def draw(plt: Any, rows: Sequence[Row], path: str, title: str) -> None:
     )
     axes.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # long labels widen the image
     plt.close(figure)
 
 
@@ -177,6 +177,7 @@ def _layout(rows: Sequence[Row]) -> tuple[list[str], list[float | None]]:
             group = row.group
             labels.append(group.upper())
             ratios.append(None)
-        labels.append(f"{row.figure}  vs {row.comparator}")
+        label = f"{row.figure}  vs {row.comparator}"
+        labels.append(label if len(label) <= 90 else f"{row.figure}\nvs {row.comparator}")
         ratios.append(row.ratio)
     return labels, ratios

@@ -99,3 +99,18 @@ def test_the_benchmarks_page_lists_every_row_of_its_chart() -> None:
         )
         assert line in page, line
     assert page.count("\n| ") - page.count("\n|---") == len(rows)  # and no row else
+
+
+def test_the_command_line_draws_saved_runs(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from rayisolates._cli import main
+
+    chart, odd = tmp_path / "chart.png", tmp_path / "odd.json"
+    saved = [str(path) for path in sorted(ROOT.glob("docs/bench*.json"))]
+    assert main(["bench", "--plot", str(chart), "--from", *saved]) == 0
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SystemExit, match="needs --plot"):
+        main(["bench", "--from", *saved])
+    odd.write_text('{"meta": {}}')
+    with pytest.raises(SystemExit, match="not a saved bench run"):
+        main(["bench", "--plot", str(chart), "--from", str(odd)])
