@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -79,3 +80,17 @@ def test_readme_is_short_and_has_the_two_set_up_commands() -> None:
         if line.startswith("make ")
     ]
     assert commands == ["make demo", "make test"]
+
+
+def test_sphinx_roles_become_links_or_code() -> None:
+    pytest.importorskip("griffe")  # the docs extra
+    spec = importlib.util.spec_from_file_location("sphinx_roles", ROOT / "docs/sphinx_roles.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.markdown("An :class:`IsolateFuture`: pass it to :meth:`resume`.") == (
+        "An [`IsolateFuture`][rayisolates.IsolateFuture]: pass it to `resume`."
+    )
+    assert module.markdown(":func:`~rayisolates.shutdown` first") == (
+        "[`shutdown`][rayisolates.shutdown] first"
+    )
