@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench soak clean
+.PHONY: demo test lint docs bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[docs]'
+	touch $@ $(VENV)/.installed
+
 demo: $(VENV)/.installed
 	$(BIN)/rayisolates demo
 
@@ -27,10 +31,15 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# The documentation site (mkdocs.yml, pages in docs/), warnings as errors,
+# into site/ (git-ignored). tests/test_docs.py runs the pages' code blocks.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 # The whole suite, direct channels on (the default); then the transport's
 # model and chaos tests again with them off (every message
 # over Ray).
-test: lint
+test: lint docs
 	$(BIN)/pytest
 	RAYISOLATES_DIRECT=0 $(BIN)/pytest -p no:cacheprovider $(OVER_RAY_ONLY)
 
@@ -47,4 +56,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/rayisolates bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info site

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ._demo import demo
 from ._status import status
-from .bench import bench
+from .bench import bench, plot
 
 __all__ = ["main"]
 
@@ -26,6 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the raw readings to FILE")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
     bench.add_argument("--address", help="Ray cluster to measure on (default: a local Ray)")
+    bench.add_argument(
+        "--from",
+        dest="saved",
+        nargs="+",
+        metavar="FILE.json",
+        help="with --plot: draw runs saved with --json instead of measuring "
+        "(a figure named again in a later file replaces the earlier one)",
+    )
     bench.add_argument(
         "--only",
         metavar="NAMES",
@@ -57,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "demo":
         return demo(address=arguments.address)
+    if arguments.command == "bench" and arguments.saved:
+        if not arguments.plot:
+            raise SystemExit("rayisolates bench --from needs --plot FILE.png: what to draw")
+        return plot(arguments.saved, arguments.plot)
     if arguments.command == "bench":
         return bench(
             quick=arguments.quick,

@@ -34,6 +34,7 @@ from .across import (
     worker_round_trip_across_nodes,
 )
 from .between import ping_pong_between_isolates, throughput_between_isolates
+from .chart import draw, load_rows, ratio_text, rows_of
 from .cluster import cluster_shape, local_cluster
 from .data import exit_large_array, port_large_array, run_over_large_array
 from .figure import OURS, Figure
@@ -55,7 +56,7 @@ from .running import (
 from .streams import stream_stop, stream_throughput
 from .workers import worker_idle_memory, worker_round_trip, worker_throughput
 
-__all__ = ["ACROSS_NODES_CASES", "CASES", "bench", "ratio_text", "value_text"]
+__all__ = ["ACROSS_NODES_CASES", "CASES", "bench", "plot", "ratio_text", "value_text"]
 
 # Each case: a context manager (loop, quick) -> Figure, see figure.py.
 CASES = [
@@ -150,15 +151,6 @@ def _progress_bar(total: int) -> Callable[[], None]:
     return advance
 
 
-def ratio_text(ratio: float) -> str:
-    """A ratio as people write it: ``109x``, ``12.3x``, ``1.36x``, ``0.27x``."""
-    if ratio >= 100:
-        return f"{ratio:,.0f}x"
-    if ratio >= 10:
-        return f"{ratio:.1f}x"
-    return f"{ratio:.2f}x"
-
-
 def value_text(value: float) -> str:
     """A measured value as people write it: ``456,789``, ``539``, ``37.9``, ``2.11``, ``0.0354``."""
     if value >= 1000:
@@ -199,33 +191,33 @@ def _pyplot() -> Any:
 
 
 def _plot(results: Sequence[Result], path: str) -> None:
-    """A bar per (figure, comparator): how many times better rayisolates is."""
+    """A bar per (figure, comparator): how many times better rayisolates is, grouped."""
+    figures = [{"name": result.name, "ratios": result.ratios} for result in results]
+    draw(_pyplot(), rows_of([("this run", figures)]), path, _TITLE)
+
+
+_TITLE = "rayisolates bench: how many times better rayisolates is (medians, interleaved runs)"
+
+
+def plot(json_paths: Sequence[str], plot_path: str) -> int:
+    """Draw the chart of runs saved with ``--json``, without measuring; returns the exit status.
+
+    Args:
+        json_paths: The saved runs, in order: a figure named again in a
+            later file replaces the earlier one (see :mod:`.chart`).
+        plot_path: Where the chart goes (PNG).
+
+    Raises:
+        SystemExit: Without matplotlib, or a file that is not a saved run.
+    """
     plt = _pyplot()
-    labels, ratios = [], []
-    for result in results:
-        for name, ratio in result.ratios.items():
-            labels.append(f"{result.name}\nvs {name}")
-            ratios.append(ratio)
-    figure, axes = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    colors = [
-        "#2a9d4b" if ratio >= 1 else "#e0a030" if ratio >= 1 / 1.2 else "#c0392b"
-        for ratio in ratios
-    ]
-    axes.barh(range(len(labels)), ratios, color=colors)
-    axes.set_yticks(range(len(labels)), labels, fontsize=7)
-    axes.invert_yaxis()
-    axes.set_xscale("log")
-    axes.axvline(1, color="black", linewidth=1)
-    axes.set_xlabel(
-        "times better than the comparator (log scale; green: rayisolates wins, "
-        "amber: within 20%, red: behind)"
-    )
-    axes.set_title("rayisolates bench: medians, measured interleaved in one run")
-    for index, ratio in enumerate(ratios):
-        axes.text(ratio, index, f" {ratio_text(ratio)}", va="center", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        rows = load_rows(json_paths)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"rayisolates bench --from: {error}") from None
+    draw(plt, rows, plot_path, _TITLE)
+    print(f"{len(rows)} rows from {len(json_paths)} file(s) drawn in {plot_path}")
+    return 0
 
 
 def bench(
