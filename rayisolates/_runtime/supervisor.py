@@ -416,7 +416,8 @@ class Supervisor:
             "isolates": isolates,
             "pools": pools,
             "workers": workers,
-            "idle_pooled_hosts": len(self._idle),
+            # waiting here or held by the driver (leased, not started yet)
+            "idle_pooled_hosts": len(self._idle) + len(self._leased),
         }
 
     def driver_status(self, request_id: str, figures: dict[str, Any]) -> None:
