@@ -316,6 +316,48 @@ def test_spawns_into_warm_hosts_the_driver_holds(ray_runtime: dict[str, str]) ->
     assert seen == [True, None, 9, True, "after"], seen
 
 
+REFILLED = """
+import asyncio
+import ray
+import rayisolates
+from rayisolates import Isolate, ReceivePort
+from rayisolates._context.context import current
+from tests import entries
+
+rayisolates.init(isolate_pool=2)
+
+async def warm_hosts():
+    return (await current().sender.supervisor().status.remote())["idle_pooled_hosts"]
+
+async def main():
+    port = ReceivePort()
+    for wave in range(6):  # isolates that end at once, often before the supervisor hears Started
+        size = 1 + wave % 3
+        spawns = [Isolate.spawn(entries.sync_hello, port.send_port) for _ in range(size)]
+        await asyncio.gather(*spawns)
+        for _ in range(size):
+            await anext(port)
+    for _ in range(900):
+        if await warm_hosts() == 2:
+            break
+        await asyncio.sleep(0.1)
+    port.close()
+    print(current().runtime.leases.used > 0, await warm_hosts())
+
+asyncio.run(main())
+rayisolates.shutdown()
+"""
+
+
+def test_the_isolate_pool_refills_whatever_order_its_hosts_end_in(
+    ray_runtime: dict[str, str],
+) -> None:
+    """Spawns into held hosts whose isolates end before the supervisor hears they started
+    still free their places in the pool: it is full again afterwards."""
+    output = run_python(REFILLED, env={"RAY_ADDRESS": ray_runtime["gcs_address"]}, timeout=150)
+    assert output.strip().splitlines()[-1] == "True 2"
+
+
 def test_negative_pool_is_refused() -> None:
     import rayisolates
 

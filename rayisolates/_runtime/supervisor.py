@@ -59,6 +59,7 @@ from .._transport.wire import (
     new_id,
 )
 from .host import IsolateHost, host_options
+from .warm import WarmHosts
 
 __all__ = ["Supervisor"]
 
@@ -90,11 +91,11 @@ class Supervisor:
         self._direct = direct  # what isolates need for direct channels (None: none)
         self._main_address: Address | None = None  # where the driver listens for other nodes
         self._sender_id = f"supervisor-{main_id}"
-        self._pool_size = pool_size
-        self._idle: list[tuple[Any, str]] = []  # started hosts waiting for a spawn
+        # Warm hosts (handle, isolate id) waiting, starting, or leased to the main isolate,
+        # which starts them itself (``Lease``).
+        self._warm: WarmHosts[tuple[Any, str], _Record] = WarmHosts(pool_size)
         # Modules recent entry points come from, most recent last: warm hosts import them.
         self._modules: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._filling = 0
         # The relay: batches for the driver, from position ``_first`` on.
         self._relayed: collections.deque[tuple[str, int, list[Item]]] = collections.deque()
         self._first = 0
@@ -105,8 +106,6 @@ class Supervisor:
         self._outbox: Outbox[Item] = Outbox(self._sender_id, transmit_batch)
         self._forwarded: Outbox[Control] = Outbox(self._sender_id, transmit_controls)
         self._isolates: dict[str, _Record] = {}
-        # Warm hosts set aside for the main isolate, which starts them itself (``Lease``).
-        self._leased: dict[str, _Record] = {}
         self._leases: collections.OrderedDict[str, list[Lease]] = collections.OrderedDict()
         self._idle_ready: asyncio.Event | None = None
         self._spawns: collections.OrderedDict[str, asyncio.Future[Isolate]] = (
@@ -213,9 +212,9 @@ class Supervisor:
     async def _spawn(self, request: SpawnRequest) -> Isolate:
         me = ray.get_runtime_context().current_actor
         self._remember_module(request.module)
-        pooled = not request.options and bool(self._idle)
-        if pooled:
-            host, isolate_id = self._idle.pop()
+        waiting, to_start = self._warm.take() if not request.options else (None, 0)
+        if waiting is not None:
+            host, isolate_id = waiting
         else:
             isolate_id = new_id("isolate")
             options = host_options(request.options)
@@ -231,8 +230,7 @@ class Supervisor:
         except ray_errors.RayError as error:
             ray.kill(host, no_restart=True)
             cause = from_ray(error, cancelled=asyncio.CancelledError, what="starting the isolate")
-        if pooled:  # only now: starting a host's process is not on this spawn's way
-            asyncio.get_running_loop().create_task(self._refill())
+        self._start_hosts(to_start)  # only now: starting a process is not on this spawn's way
         if cause is not None:  # raised outside the except block: no Ray error as context
             if isinstance(cause, IsolateSpawnException):
                 raise cause
@@ -251,12 +249,12 @@ class Supervisor:
                 self._modules.popitem(last=False)
 
     async def fill_pool(self) -> None:
-        """Start idle hosts until the pool is full."""
-        await asyncio.gather(*(self._refill() for _ in range(self._pool_size - self._warm())))
+        """Start warm hosts until the pool is full."""
+        await asyncio.gather(*(self._start_host() for _ in range(self._warm.to_start())))
 
-    def _warm(self) -> int:
-        """Pooled hosts started, starting or leased: what counts against the pool's size."""
-        return len(self._idle) + self._filling + len(self._leased)
+    def _start_hosts(self, count: int) -> None:
+        for _ in range(count):
+            asyncio.get_running_loop().create_task(self._start_host())
 
     async def lease(self, lease_id: str, count: int) -> list[Lease]:
         """Set aside up to ``count`` warm hosts for the main isolate (at least one: waits
@@ -264,15 +262,16 @@ class Supervisor:
         answered = self._leases.get(lease_id)
         if answered is not None:
             return answered
-        while not self._idle:
+        while not self._warm.waiting:
             if self._idle_ready is None:
                 self._idle_ready = asyncio.Event()
             self._idle_ready.clear()
             await self._idle_ready.wait()
         leases: list[Lease] = []
-        while self._idle and len(leases) < count:
-            host, isolate_id = self._idle.pop()
-            record = self._leased[isolate_id] = _Record(host, Capability())
+        while len(leases) < count and (waiting := self._warm.take_for_lease()) is not None:
+            host, isolate_id = waiting
+            record = _Record(host, Capability())
+            self._start_hosts(self._warm.lease(isolate_id, record))
             asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
             leases.append(Lease(isolate_id, host, Capability(), record.terminate, self._direct))
         self._leases[lease_id] = leases
@@ -282,7 +281,9 @@ class Supervisor:
 
     def _started(self, record: Started) -> None:
         """The main isolate started a leased host: an isolate like any other from now on."""
-        known = self._leased.pop(record.isolate_id, None)
+        known, to_start = self._warm.leased_started(record.isolate_id)
+        self._remember_module(record.module)
+        self._start_hosts(to_start)
         if known is None:  # it has ended already (or was never leased)
             if record.on_exit is not None:
                 self._send(record.on_exit, NO_RESPONSE)
@@ -291,41 +292,35 @@ class Supervisor:
         if record.on_exit is not None:
             known.exit_listeners[record.on_exit] = NO_RESPONSE
         self._isolates[record.isolate_id] = known
-        self._remember_module(record.module)
-        asyncio.get_running_loop().create_task(self._refill())
 
-    async def _refill(self) -> None:
-        """Start one idle host, if the pool is short of one.
+    async def _start_host(self) -> None:
+        """Start one warm host (counted as starting already: ``WarmHosts.to_start``).
 
         Pooled hosts have no Ray actor name: an isolate spawned from the pool
         shows its debug name in logs and ``Isolate.current()``, but not in
         Ray's state API.
         """
-        if self._warm() >= self._pool_size:
-            return
-        self._filling += 1
         try:
             isolate_id = new_id("isolate")
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
             await acall(host.warm, list(self._modules))
-            self._idle.append((host, isolate_id))
-            if self._idle_ready is not None:
-                self._idle_ready.set()
-            # The driver polls it from now on: its first message will not wait
-            # for a poll to be asked for and to arrive.
-            self._relay_control(PollMe(isolate_id, host))
         except ray_errors.RayError:
-            pass  # the pool is an optimization: spawns create hosts as needed
-        finally:
-            self._filling -= 1
+            self._warm.failed()  # the pool is an optimization: spawns create hosts as needed
+            return
+        # The driver polls it from now on: its first message will not wait for a poll to
+        # be asked for and to arrive.
+        self._relay_control(PollMe(isolate_id, host))
+        self._start_hosts(self._warm.started((host, isolate_id)))
+        if self._idle_ready is not None:
+            self._idle_ready.set()
 
     async def _watch(self, isolate_id: str, record: _Record) -> None:
         with contextlib.suppress(ray_errors.RayError):  # its process or node died: ended too
             await acall(record.host.lifetime)
         self._isolates.pop(isolate_id, None)
-        self._leased.pop(isolate_id, None)
+        self._start_hosts(self._warm.ended(isolate_id))  # a leased one frees its place
         if self._direct:  # after what it relayed: the driver may forget its direct sequence
             self._relay_control(Ended(isolate_id))
         for port, response in record.exit_listeners.items():
@@ -352,7 +347,7 @@ class Supervisor:
             self._relay(control_sender(sender), seq, items)
 
     def _known(self, isolate_id: str) -> _Record | None:
-        return self._isolates.get(isolate_id) or self._leased.get(isolate_id)
+        return self._isolates.get(isolate_id) or self._warm.get(isolate_id)
 
     def _run_controls(self, records: list[Control]) -> None:
         for record in records:
@@ -417,7 +412,7 @@ class Supervisor:
             "pools": pools,
             "workers": workers,
             # waiting here or held by the driver (leased, not started yet)
-            "idle_pooled_hosts": len(self._idle) + len(self._leased),
+            "idle_pooled_hosts": self._warm.ready,
         }
 
     def driver_status(self, request_id: str, figures: dict[str, Any]) -> None:
@@ -430,7 +425,7 @@ class Supervisor:
         """How much the supervisor remembers (it must not grow with isolates that ended)."""
         return {
             "isolates": len(self._isolates),
-            "leased": len(self._leased),
+            "leased": len(self._warm.leased),
             "relayed": len(self._relayed),
             "spawns": len(self._spawns),
             "control_senders": self._controls.senders(),
