@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -32,3 +34,17 @@ def test_the_module_entry_point_prints_it() -> None:
         check=True,
     )
     assert printed.stdout.split() == ["rayisolates", importlib.metadata.version("rayisolates")]
+
+
+def test_the_lowest_ray_checked_is_the_lowest_allowed() -> None:
+    """``make test-min-ray`` runs on the Ray version that pyproject.toml's bound names."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from ..support import ROOT
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (ray,) = (Requirement(spec) for spec in project["dependencies"] if spec.startswith("ray"))
+    (bound,) = (spec.version for spec in ray.specifier if spec.operator == ">=")
+    (checked,) = re.findall(r"^MIN_RAY := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert Version(checked) == Version(bound)
