@@ -61,7 +61,7 @@ sdist-check: $(VENV)/.installed-test
 # .venv-minray, that Ray with the package, the unit tests and a smoke run
 # (tests/smoke.py: run, spawn and a port round trip, a pool, a worker, on a Ray
 # of its own). docs/ray-apis.md says how the bound was found.
-MIN_RAY := 2.56.0
+MIN_RAY := 2.55.1
 MINRAY := .venv-minray
 $(MINRAY)/.installed-$(MIN_RAY): pyproject.toml
 	rm -rf $(MINRAY)
