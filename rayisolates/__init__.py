@@ -11,6 +11,7 @@ from ._ports import RawReceivePort, ReceivePort, SendPort
 from ._run import compute
 from ._stream.consumer import IsolateStream
 from ._transfer import TransferableTypedData
+from ._version import __version__ as __version__
 from ._worker.worker import IsolateWorker
 
 __all__ = [

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from ._demo import demo
 from ._status import status
+from ._version import __version__
 from .bench import bench, plot
 
 __all__ = ["main"]
@@ -16,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rayisolates", description="Dart's isolate model for Python, on Ray."
     )
+    parser.add_argument("--version", action="version", version=f"rayisolates {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="show isolates at work on a local Ray or a cluster")
     demo.add_argument(
@@ -23,7 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench = commands.add_parser("bench", help="measure rayisolates next to raw Ray and others")
     bench.add_argument("--quick", action="store_true", help="a short run, for smoke tests")
-    bench.add_argument("--json", metavar="FILE", help="also write the raw readings to FILE")
+    bench.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the raw readings to FILE, and the machine, versions and date "
+        "beside it (FILE.json -> FILE.meta.json)",
+    )
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
     bench.add_argument("--address", help="Ray cluster to measure on (default: a local Ray)")
     bench.add_argument(

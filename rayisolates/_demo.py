@@ -8,6 +8,7 @@ through ``RAY_ADDRESS``.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import itertools
 import os
 import subprocess
@@ -21,7 +22,7 @@ import ray
 
 from ._api import init, shutdown
 
-__all__ = ["EXAMPLES", "NO_CHECKOUT", "demo", "examples_folder"]
+__all__ = ["EXAMPLES", "EXAMPLES_NEED", "NO_CHECKOUT", "demo", "examples_folder", "missing"]
 
 EXAMPLES = [
     "simple_worker_isolate.py",
@@ -44,6 +45,14 @@ NO_CHECKOUT = (
     "the repository and run `make demo` there, or run `rayisolates demo` from inside "
     "the checkout."
 )
+
+# What the examples import beyond the package: the `examples` extra.
+EXAMPLES_NEED = ("httpx", "orjson")
+
+
+def missing() -> list[str]:
+    """The modules of :data:`EXAMPLES_NEED` that this Python cannot import."""
+    return [name for name in EXAMPLES_NEED if importlib.util.find_spec(name) is None]
 
 
 def examples_folder(candidates: Sequence[Path] | None = None) -> Path | None:
@@ -102,11 +111,19 @@ def demo(address: str | None = None) -> int:
     """Run every example; returns 0 when all succeeded, 1 at the first failure.
 
     Returns 2, saying why, when there is no source checkout to take the
-    examples from (an installed package does not ship them).
+    examples from (an installed package does not ship them), or when what
+    the examples import (the ``examples`` extra) is not installed.
     """
     folder = examples_folder()
     if folder is None:
         print(NO_CHECKOUT, file=sys.stderr)
+        return 2
+    if absent := missing():
+        print(
+            f"rayisolates demo: the examples import {', '.join(absent)}, which this Python "
+            "lacks: pip install 'rayisolates[examples]' (make demo installs it).",
+            file=sys.stderr,
+        )
         return 2
     started = time.perf_counter()
     where = address or os.environ.get("RAY_ADDRESS")

@@ -2,8 +2,9 @@
 
 Every driver that uses rayisolates has a supervisor actor, named after its
 job in the ``rayisolates`` namespace. This connects to the cluster, finds
-the live supervisors in Ray's actor table and asks each for its status: the
-main isolate's figures and pools (the driver answers through its relay), and
+the live supervisors among that namespace's named actors (Ray's public
+``list_named_actors``) and asks each for its status: the main isolate's
+figures and pools (the driver answers through its relay), and
 each live isolate's, with the worker it serves and its calls pending (the
 isolate answers on its control thread, so a busy one answers too).
 """
@@ -18,6 +19,7 @@ import sys
 from typing import Any
 
 import ray
+from ray.util import list_named_actors
 
 from ._runtime.supervisor import STATUS_SECONDS
 from ._transport.wire import SUPERVISOR_NAMESPACE, supervisor_name
@@ -44,11 +46,9 @@ def collect(address: str | None = None) -> list[dict[str, Any]]:
         log_to_driver=False,
     )
     try:
-        names = sorted(
-            actor["Name"]
-            for actor in ray._private.state.actors().values()
-            if actor["Name"].startswith(_PREFIX) and actor["State"] == "ALIVE"
-        )
+        # Named actors of this namespace (connected to it above): a dead one is
+        # no longer listed, and one that ends meanwhile is left out by _ask.
+        names = sorted(name for name in list_named_actors() if name.startswith(_PREFIX))
         addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
         drivers = [driver for driver in _ask(names) if driver is not None]
         for driver in drivers:

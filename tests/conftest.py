@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,13 @@ MB = 1024 * 1024
 # namespaces) to run the tests against instead of the session's own; its nodes
 # carry the same resources ``node_head``, ``node_a`` and ``node_b``.
 EXTERNAL_CLUSTER = os.environ.get("RAYISOLATES_TEST_CLUSTER")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +61,9 @@ def cluster() -> Iterator[Cluster]:
             "resources": {"test_slot": 4, "node_head": 1000},
             "object_store_memory": 700 * MB,
             "temp_dir": temp_dir,
+            # Not 8265: another Ray on the machine may hold it, and this head's
+            # dashboard (the state API the tests read) would then not start.
+            "dashboard_port": _free_port(),
         },
     )
     for name in ("a", "b"):

@@ -57,6 +57,8 @@ def test_across_nodes_quick_reports_ratios_and_leaves_no_ray(tmp_path: Path) -> 
             "rayisolates"
         }
         assert all(value > 0 for value in figure["medians"].values()), figure["name"]
+    record = json.loads(report.with_name("bench.meta.json").read_text())
+    assert (record["mode"], record["ray_cluster"]["nodes"]) == ("across-nodes", 3)
     deadline = time.monotonic() + 30  # a killed worker may take a moment to be reaped
     while (left := _marked(mark)) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -46,6 +46,12 @@ def test_bench_quick_reports_ratios(ray_runtime: dict[str, str], tmp_path: Path)
         assert all(value > 0 for value in figure["medians"].values()), figure["name"]
         assert all(len(values) >= 2 for values in figure["readings"].values())
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((tmp_path / "bench.meta.json").read_text())
+    assert record["cases"] == [figure["name"] for figure in figures]
+    assert (record["mode"], record["quick"]) == ("single-node", True)
+    assert record["ray_cluster"]["nodes"] == 3  # the session's cluster: head, a and b
+    assert record["machine"]["cores"] and record["machine"]["memory_bytes"]
+    assert record["rayisolates"] and record["ray"] and record["python"] and record["date"]
 
 
 def test_module_entry_point_shows_help() -> None:

@@ -46,6 +46,7 @@ from .ports import (
     throughput_four_senders,
     throughput_one_sender,
 )
+from .record import ray_cluster, run_record, sidecar_path
 from .running import (
     idle_memory,
     run_round_trip,
@@ -236,7 +237,9 @@ def bench(
     Args:
         quick: A short run (few rounds), for smoke tests.
         json_path: Also write each figure's readings, medians and ratios
-            there, with the mode and the cluster's nodes.
+            there, with the mode and the cluster's nodes (a list of rows);
+            and beside it, in ``X.meta.json`` for ``X.json``, the record of
+            the run: machine, Python, Ray and rayisolates versions, date.
         address: The Ray cluster to measure on (default: a local Ray).
         plot_path: Also draw the ratios there (needs matplotlib).
         across_nodes: Measure what crosses nodes instead. Without
@@ -278,6 +281,7 @@ def bench(
             with case(loop, quick) as figure:
                 print(f"[{number}/{len(cases)}] {figure.name}", file=sys.stderr, flush=True)
                 results.append(_measure(figure, _progress_bar(figure.rounds)))
+        measured_on = ray_cluster()
     print(_table(results))
     if json_path:
         mode = "across-nodes" if across_nodes else "single-node"
@@ -293,6 +297,14 @@ def bench(
         ]
         with open(json_path, "w") as out:
             json.dump(payload, out, indent=2)
+        record = run_record(
+            mode=mode,
+            quick=quick,
+            cases=[result.name for result in results],
+            cluster=measured_on,
+        )
+        with open(sidecar_path(json_path), "w") as out:
+            json.dump(record, out, indent=2)
     if plot_path:
         _plot(results, plot_path)
     return 0

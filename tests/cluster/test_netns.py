@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,32 +217,38 @@ def test_ring_and_cross_node_tests_with_the_driver_in_a_namespace(
 
 
 def test_the_script_refuses_bad_requests_clearly(netns_cluster: NetnsCluster) -> None:
-    # As nobody, the script is read from stdin: a clone in a private folder (as users
-    # make them) cannot be entered by anyone else.
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s", "--"]
-    refusals = {
-        (*nobody, "up", "3", "--state", "/tmp/ri-ns-nobody"): "must run as root",
-        (str(SCRIPT), "up", "0", "--state", "/tmp/ri-ns-zero"): "node count from 1 to 26",
-        (str(SCRIPT), "up", "3", "--prefix", "Bad-Prefix"): "--prefix must be",
-        (str(SCRIPT), "cut", "--state", str(netns_cluster.state), "c"): "no node 'c'",
-        (str(SCRIPT), "heal", "--state", "/tmp/ri-ns-none", "b"): "no cluster recorded",
-        (str(SCRIPT), "run", "--state", str(netns_cluster.state), "head"): "needs a command",
-        (str(SCRIPT), "up", "3", "--state", str(netns_cluster.state)): "is up already",
-        (str(SCRIPT), "frobnicate"): "netns-cluster.sh up N",
-    }
-    for command, message in refusals.items():
-        as_nobody = command[0] == "setpriv"
-        refused = subprocess.run(
-            command,
-            input=SCRIPT.read_text() if as_nobody else None,
-            cwd="/" if as_nobody else None,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
-        assert message in refused.stderr, (command, refused.stderr)
+    # Nobody runs a copy in a folder anyone can enter: the clone itself may sit in a
+    # folder only its owner can enter (a home of mode 700, a mktemp -d folder).
+    shared = Path(tempfile.mkdtemp(prefix="ri-ns-script-"))
+    try:
+        shared.chmod(0o755)
+        copy = shared / SCRIPT.name
+        shutil.copyfile(SCRIPT, copy)
+        copy.chmod(0o755)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(copy)]
+        refusals = {
+            (*nobody, "up", "3", "--state", "/tmp/ri-ns-nobody"): "must run as root",
+            (str(SCRIPT), "up", "0", "--state", "/tmp/ri-ns-zero"): "node count from 1 to 26",
+            (str(SCRIPT), "up", "3", "--prefix", "Bad-Prefix"): "--prefix must be",
+            (str(SCRIPT), "cut", "--state", str(netns_cluster.state), "c"): "no node 'c'",
+            (str(SCRIPT), "heal", "--state", "/tmp/ri-ns-none", "b"): "no cluster recorded",
+            (str(SCRIPT), "run", "--state", str(netns_cluster.state), "head"): "needs a command",
+            (str(SCRIPT), "up", "3", "--state", str(netns_cluster.state)): "is up already",
+            (str(SCRIPT), "frobnicate"): "netns-cluster.sh up N",
+        }
+        for command, message in refusals.items():
+            refused = subprocess.run(
+                command,
+                cwd="/" if command[0] == "setpriv" else None,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
+            assert message in refused.stderr, (command, refused.stderr)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     # Nothing of the running cluster was touched.
     assert netns_cluster.run("head", "true").returncode == 0
 
