@@ -76,6 +76,11 @@ def test_draw_writes_a_png(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def _saved_runs() -> list[Path]:
+    """The saved runs in docs/, without the machine records beside them (X.meta.json)."""
+    return sorted(p for p in ROOT.glob("docs/bench*.json") if not p.name.endswith(".meta.json"))
+
+
 def test_the_benchmarks_page_lists_every_row_of_its_chart() -> None:
     """docs/benchmarks.md names the files docs/bench.png is drawn from; each of their rows
     (after replacements) is a row of the page's tables, with its medians and ratio."""
@@ -83,7 +88,7 @@ def test_the_benchmarks_page_lists_every_row_of_its_chart() -> None:
     command = re.search(r"^rayisolates bench --plot docs/bench\.png --from (.+)$", page, re.M)
     assert command, "the page shows the command that draws docs/bench.png"
     paths = [str(ROOT / path) for path in shlex.split(command[1])]
-    saved = {path.name for path in ROOT.glob("docs/bench*.json")}
+    saved = {path.name for path in _saved_runs()}
     assert {Path(path).name for path in paths} == saved  # every saved run is drawn
     medians = {}
     for path in paths:
@@ -106,7 +111,7 @@ def test_the_command_line_draws_saved_runs(tmp_path: Path) -> None:
     from rayisolates._cli import main
 
     chart, odd = tmp_path / "chart.png", tmp_path / "odd.json"
-    saved = [str(path) for path in sorted(ROOT.glob("docs/bench*.json"))]
+    saved = [str(path) for path in _saved_runs()]
     assert main(["bench", "--plot", str(chart), "--from", *saved]) == 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(SystemExit, match="needs --plot"):
