@@ -13,9 +13,6 @@ An isolate's life (``HostRuntime.state``; the link and the receiver are told
 when it starts ending)::
 
     created --start--> started (entry point loaded) --release--> running
-      (the spawner sends ``release`` with ``start``, not after its answer: one
-      that arrives first is remembered, and start lets the entry run, queued
-      behind start's own reply)
       running --entry done, no port keeps it alive / kill / Isolate.exit /
                 fatal error--> ending: no more events; what it sent is
                 delivered, the spawns it asked for have started, and the
@@ -380,11 +377,6 @@ class IsolateHost:
         self._supervisor = supervisor
         self._runtime: HostRuntime | None = None
         self._has_runtime = asyncio.Event()  # set by start: a leased host is watched before
-        # ``release`` may come before ``start`` has prepared the entry (both are sent at
-        # once, and they run on different threads): then start lets the entry run.
-        self._release_lock = threading.Lock()
-        self._prepared: HostRuntime | None = None
-        self._release_asked = False
         self._where: dict[str, Any] | None = None
         self._controls: Inbox[Control] = Inbox(self._run_controls)
         self._early_controls: list[Control] = []
@@ -463,11 +455,6 @@ class IsolateHost:
         for record in early:
             runtime.apply_control(record)
         self._where = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
-        with self._release_lock:
-            self._prepared = runtime
-            released = self._release_asked
-        if released:  # after this call's reply: its completion is queued before the entry
-            runtime.loop.call_soon(runtime.release)
         return self._where
 
     async def warm(self, modules: list[str] | None = None) -> None:
@@ -490,11 +477,8 @@ class IsolateHost:
         from running the driver's polls, so a busy isolate on another node
         could never get a message out.
         """
-        with self._release_lock:
-            runtime = self._prepared
-            self._release_asked = runtime is None
-        if runtime is not None:
-            runtime.loop.call_soon_threadsafe(runtime.release)
+        assert self._runtime is not None
+        self._runtime.loop.call_soon_threadsafe(self._runtime.release)
 
     async def deliver(self, sender: str, seq: int, items: list[Item]) -> None:
         """A batch of messages for this isolate's ports; returns once they are in order."""

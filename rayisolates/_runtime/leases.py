@@ -155,7 +155,6 @@ class Leases:
                 lease.direct,
             )
         )
-        call_in_background(lease.host.release)  # at once: the host waits for start itself
         starting.add_done_callback(lambda done: self._started(request, lease, done, result))
         return result
 
@@ -168,6 +167,7 @@ class Leases:
     ) -> None:
         error = None if starting.cancelled() else starting.exception()
         if error is None and not starting.cancelled():
+            call_in_background(lease.host.release)
             self._supervise(
                 Started(lease.isolate_id, request.debug_name, request.on_exit, request.module)
             )

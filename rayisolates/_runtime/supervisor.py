@@ -224,7 +224,6 @@ class Supervisor:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
         pause = Capability()
         cause: BaseException | None = None
-        call_in_background(host.release)  # at once: the host waits for start itself
         try:
             await acall(host.start, request, self._main_id, pause, record.terminate, self._direct)
         except ray_errors.RayError as error:
@@ -237,6 +236,7 @@ class Supervisor:
             name = request.debug_name or isolate_id
             raise IsolateSpawnException(f"isolate {name!r} could not start: {cause}") from cause
         self._isolates[isolate_id] = record
+        call_in_background(host.release)
         asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
         control: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
         return Isolate._handle(control, pause, record.terminate, request.debug_name)
