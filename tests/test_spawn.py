@@ -284,6 +284,11 @@ async def main():
     leased.kill(priority=Isolate.IMMEDIATE)
     seen.append(await anext(exits))  # on_exit: None
     seen.append(int((await anext(listened))[0]))  # the listener's response
+    # an entry that ends its process at once still spawns, its on_exit fires
+    for _ in range(3):
+        await lease_held()
+        await Isolate.spawn(entries.exit_at_once, None, on_exit=exits.send_port)
+        seen.append(await anext(exits))
     # an entry that cannot load fails its spawn, and the next spawn works
     await lease_held()
     try:
@@ -313,7 +318,7 @@ def test_spawns_into_warm_hosts_the_driver_holds(ray_runtime: dict[str, str]) ->
     supervisor."""
     output = run_python(LEASED, env={"RAY_ADDRESS": ray_runtime["gcs_address"]}, timeout=150)
     seen = eval(output.strip().splitlines()[-1])
-    assert seen == [True, None, 9, True, "after"], seen
+    assert seen == [True, None, 9, None, None, None, True, "after"], seen
 
 
 REFILLED = """
