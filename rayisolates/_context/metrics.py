@@ -1,6 +1,6 @@
 """An isolate's figures as Ray metrics, for Ray's dashboard and its Prometheus endpoint.
 
-A daemon thread per process reads the isolate's figures every
+One daemon thread per process reads its isolates' figures every
 ``EXPORT_SECONDS`` and hands them to ``ray.util.metrics`` (which Ray's
 metrics agent exports in turn): ``rayisolates_messages_sent`` and
 ``rayisolates_messages_received`` as counters, ``rayisolates_messages_queued``
@@ -12,10 +12,11 @@ bump plain ints, so the export costs the transport nothing.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EXPORT_SECONDS", "MetricsExport"]
+__all__ = ["EXPORT_SECONDS", "MetricsExport", "start_exporting"]
 
 EXPORT_SECONDS = 5.0
 _TAGS = ("isolate", "isolate_id")
@@ -53,17 +54,7 @@ class MetricsExport:
         self._read = read
         self._tags = {"isolate": name, "isolate_id": isolate_id}
         self._exported = {"sent": 0, "received": 0}
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rayisolates-metrics", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            metrics = _made()
-        except Exception:  # no metrics here (Ray without its metrics agent): nothing to do
-            return
-        while not self._stopped.wait(EXPORT_SECONDS):
-            self.export(metrics)
+        _exporter.add(self)
 
     def export(self, metrics: dict[str, Any]) -> None:
         """Hand the figures to Ray once (counters by what they grew since last time)."""
@@ -81,4 +72,51 @@ class MetricsExport:
         metrics["open_ports"].set(figures["open_ports"], tags=tags)
 
     def stop(self) -> None:
-        self._stopped.set()
+        _exporter.remove(self)
+
+
+class _Exporter:
+    """This process's exporting thread and what it exports."""
+
+    def __init__(self) -> None:
+        self._exports: set[MetricsExport] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="rayisolates-metrics", daemon=True
+                )
+                self._thread.start()
+
+    def add(self, export: MetricsExport) -> None:
+        with self._lock:
+            self._exports.add(export)
+        self.start()
+
+    def remove(self, export: MetricsExport) -> None:
+        with self._lock:
+            self._exports.discard(export)
+
+    def _run(self) -> None:
+        try:
+            metrics = _made()
+        except Exception:  # no metrics here (Ray without its metrics agent): nothing to do
+            return
+        while True:
+            time.sleep(EXPORT_SECONDS)
+            with self._lock:
+                exports = list(self._exports)
+            for export in exports:
+                export.export(metrics)
+
+
+_exporter = _Exporter()
+
+
+def start_exporting() -> None:
+    """Start this process's exporting thread now (a warm host does, so that its spawn does
+    not wait for a thread to start)."""
+    _exporter.start()

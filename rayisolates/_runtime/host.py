@@ -42,6 +42,7 @@ import ray
 from .._capability import Capability
 from .._context.context import install
 from .._context.figures import isolate_figures, live_pools, live_workers
+from .._context.metrics import start_exporting
 from .._errors import IsolateExit, IsolateSpawnException
 from .._sendport import SendPort
 from .._transport.codec import decode, encode
@@ -378,6 +379,9 @@ class IsolateHost:
         self._runtime: HostRuntime | None = None
         self._has_runtime = asyncio.Event()  # set by start: a leased host is watched before
         self._where: dict[str, Any] | None = None
+        # Made ahead by warm, so that a spawn from the pool does not wait for them:
+        self._own_handle: Any = None
+        self._here: Direct | None = None  # direct_here's answer for the supervisor's reach
         self._controls: Inbox[Control] = Inbox(self._run_controls)
         self._early_controls: list[Control] = []
         # The link exists from the start: a pooled host is polled before it is spawned.
@@ -423,10 +427,13 @@ class IsolateHost:
             return self._where
         if request.debug_name is not None:  # a host from the pool is named only now
             self._debug_name = request.debug_name
+        here = self._here
+        if direct is not None and (here is None or here.reach != direct):
+            here = direct_here(direct)
         runtime = HostRuntime(
             self._isolate_id,
             self._debug_name,
-            ray.get_runtime_context().current_actor,
+            self._own_handle or ray.get_runtime_context().current_actor,
             asyncio.get_running_loop(),
             self._supervisor,
             main_id,
@@ -434,7 +441,7 @@ class IsolateHost:
             pause,
             terminate,
             request.errors_are_fatal,
-            None if direct is None else direct_here(direct),
+            None if direct is None else here,
         )
         if request.on_error is not None:
             runtime.errors.listeners.add(request.on_error)
@@ -457,12 +464,19 @@ class IsolateHost:
         self._where = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
         return self._where
 
-    async def warm(self, modules: list[str] | None = None) -> None:
+    async def warm(self, modules: list[str] | None = None, direct: Reach | None = None) -> None:
         """For a pooled host: connect to the supervisor now rather than at first use, and
         import the modules recent entry points came from (a spawn then costs no import:
         80 ms for the bench's entry module here). A module that fails to import is left
-        for the spawn that needs it to report."""
+        for the spawn that needs it to report. ``direct``: the supervisor's reach, whose
+        node, folder and address are looked up now, as is this actor's own handle, and
+        the metrics thread started (together about 1 ms of a spawn)."""
         await self._supervisor.__ray_ready__.remote()
+        if self._own_handle is None:
+            self._own_handle = ray.get_runtime_context().current_actor
+            start_exporting()
+        if direct is not None and self._here is None:
+            self._here = direct_here(direct)
         for name in modules or ():
             with contextlib.suppress(Exception):
                 importlib.import_module(name)

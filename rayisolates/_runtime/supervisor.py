@@ -305,7 +305,7 @@ class Supervisor:
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
-            await acall(host.warm, list(self._modules))
+            await acall(host.warm, list(self._modules), self._direct)
         except ray_errors.RayError:
             self._warm.failed()  # the pool is an optimization: spawns create hosts as needed
             return
@@ -420,6 +420,17 @@ class Supervisor:
         answer = self._status_answers.get(request_id)
         if answer is not None and not answer.done():
             answer.set_result(figures)
+
+    def warm_pool(self) -> dict[str, int]:
+        """The isolate pool's hosts by place: its size, and how many wait, start or are
+        leased to the driver (``rayisolates bench`` waits with it for refills to finish)."""
+        warm = self._warm
+        return {
+            "size": warm.size,
+            "waiting": len(warm.waiting),
+            "starting": warm.starting,
+            "leased": len(warm.leased),
+        }
 
     def sizes(self) -> dict[str, int]:
         """How much the supervisor remembers (it must not grow with isolates that ended)."""
