@@ -107,6 +107,23 @@ def report_identity(reply: SendPort[Any]) -> None:
     reply.send((isolate.debug_name, ray.get_runtime_context().get_node_id()))
 
 
+def probe(reply: SendPort[Any]) -> None:
+    """Send our debug name and a port; on that port ``"raise"`` raises in the handler (an
+    uncaught error), ``"alive?"`` is answered ``"alive"``, ``None`` closes it (we end)."""
+    port: ReceivePort[Any] = ReceivePort()
+
+    def handle(message: Any) -> None:
+        if message is None:
+            port.close()
+        elif message == "raise":
+            raise ValueError("probe raised")
+        else:
+            reply.send("alive")
+
+    port.listen(handle)
+    reply.send((Isolate.current().debug_name, port.send_port))
+
+
 async def sleeper(reply: SendPort[Any]) -> None:
     """Stay alive (an open port) until told to stop."""
     port: ReceivePort[Any] = ReceivePort()

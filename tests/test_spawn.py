@@ -363,6 +363,90 @@ def test_the_isolate_pool_refills_whatever_order_its_hosts_end_in(
     assert output.strip().splitlines()[-1] == "True 2"
 
 
+SWEPT = """
+import asyncio
+import itertools
+import random
+import sys
+import rayisolates
+from rayisolates import Isolate, ReceivePort
+from rayisolates._context.context import current
+from tests import entries
+
+rayisolates.init(isolate_pool=2)
+leases = current().runtime.leases
+seed = int(sys.argv[1]) if len(sys.argv) > 1 else random.randrange(1 << 30)
+rng = random.Random(seed)
+
+async def lease_held():
+    for _ in range(1200):
+        if leases.held:
+            return
+        await asyncio.sleep(0.05)
+
+async def one(index, fatal, paused, on_error, by_kill):
+    name = rng.choice([None, f"swept-{index}"])
+    replies, exits, errors = ReceivePort(), ReceivePort(), ReceivePort()
+    isolate = await Isolate.spawn(
+        entries.probe,
+        replies.send_port,
+        debug_name=name,
+        errors_are_fatal=fatal,
+        paused=paused,
+        on_exit=exits.send_port,
+        on_error=errors.send_port if on_error else None,
+    )
+    if paused:
+        isolate.resume(isolate.pause_capability)
+    seen_name, control = await anext(replies)
+    wrong = [] if seen_name == name else [("name", seen_name, name)]
+    control.send("raise")
+    if on_error:
+        report = await anext(errors)
+        wrong += [] if report[0] == "probe raised" else [("error", report)]
+    if not fatal:  # alive, and its pause capability works
+        held = isolate.pause()
+        control.send("alive?")
+        isolate.resume(held)
+        answer = await anext(replies)
+        wrong += [] if answer == "alive" else [("alive", answer)]
+        if by_kill:
+            isolate.kill(priority=rng.choice([Isolate.IMMEDIATE, Isolate.BEFORE_NEXT_EVENT]))
+        else:
+            control.send(None)
+    ended = await anext(exits)  # a fatal error ends it by itself
+    wrong += [] if ended is None else [("exit", ended)]
+    for port in (replies, exits, errors):
+        port.close()
+    return wrong
+
+async def main():
+    wrong = []
+    cases = list(itertools.product([False, True], repeat=4))
+    rng.shuffle(cases)
+    for index, case in enumerate(cases):
+        if rng.random() < 0.75:  # else maybe none held: the supervisor's pool, or a new host
+            await lease_held()
+        wrong += [(case, each) for each in await one(index, *case)]
+    print(seed, leases.used, wrong)
+
+asyncio.run(main())
+rayisolates.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_spawns_from_the_pool_keep_what_their_spawn_says(ray_runtime: dict[str, str]) -> None:
+    """Warm hosts are put together before their spawn (``wire.Setup``); every combination
+    of what a spawn says (fatal errors or not, paused, an error listener, ended by a
+    message or a kill of either priority, a debug name or none), leased or not, acts as
+    said: the name, the error report, pause and kill with the spawn's capabilities."""
+    output = run_python(SWEPT, env={"RAY_ADDRESS": ray_runtime["gcs_address"]}, timeout=240)
+    seed, used, wrong = output.strip().splitlines()[-1].split(" ", 2)
+    assert int(used) > 0, "no spawn went into a leased host"
+    assert wrong == "[]", f"seed {seed}: {wrong}"
+
+
 def test_negative_pool_is_refused() -> None:
     import rayisolates
 

@@ -64,7 +64,7 @@ from .._transport.outbox import Outbox, Transmit
 from .._transport.rpc import fire, transmit_batch, transmit_controls
 from .._transport.wire import Control, Item, direct_sender
 
-__all__ = ["Direct", "Kind", "Receiving", "assemble", "direct_here"]
+__all__ = ["Direct", "Kind", "Receiving", "assemble", "direct_here", "export_metrics"]
 
 
 def _nothing() -> None:
@@ -104,7 +104,8 @@ class Kind:
 
     Attributes:
         isolate_id: Its id (``main-``, ``isolate-`` or ``worker-``).
-        debug_name: Its name in reports and metrics.
+        debug_name: Its name in reports and metrics (a warm host's is set on its
+            context at its spawn).
         route: What other isolates deliver to (``None``: it cannot receive).
         loop: Its event loop.
         runs_on_own_loop: Callbacks registered from another running loop
@@ -119,7 +120,8 @@ class Kind:
         main_link: A spawned isolate's way to the main isolate:
             ``(main_id, link)``.
         receiving: What it does as a receiver (``None``: it only sends).
-        metrics: Whether its figures are exported as Ray metrics.
+        metrics: Whether its figures are exported as Ray metrics from the start
+            (a spawned isolate's are from its spawn on: :func:`export_metrics`).
     """
 
     isolate_id: str
@@ -140,8 +142,11 @@ class Kind:
 def assemble(kind: Kind, runtime: Runtime) -> Context:
     """Put one isolate's pieces together as ``kind`` says; ``runtime`` is its life."""
     receiving = kind.receiving
-    name = kind.debug_name or kind.isolate_id
     sender: Sender | None = None
+    context: Context | None = None
+
+    def name() -> str:  # read when reported: a warm host is named at its spawn
+        return (context and context.debug_name) or kind.isolate_id
 
     def send(port: Any, encoded: Any) -> None:
         assert sender is not None
@@ -149,12 +154,12 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
 
     ports = receiver = actions = endpoint = local = None
     if receiving is None:
-        errors = UncaughtErrors(lambda: name, send)
+        errors = UncaughtErrors(name, send)
     else:
         ports = PortTable(changed=receiving.ports_changed)
         fatal_error = receiving.fatal_error
         errors = UncaughtErrors(
-            lambda: name,
+            name,
             send,
             fatal=receiving.errors_are_fatal,
             end=lambda report: fatal_error(),
@@ -217,11 +222,21 @@ def assemble(kind: Kind, runtime: Runtime) -> Context:
         endpoint=endpoint,
         runs_on_own_loop=kind.runs_on_own_loop,
     )
-    if kind.metrics and ports is not None and receiver is not None:
-        context.metrics = MetricsExport(
-            lambda: isolate_figures(ports, receiver, sender), name, kind.isolate_id
-        )
+    if kind.metrics:
+        export_metrics(context)
     return context
+
+
+def export_metrics(context: Context) -> None:
+    """Export the figures of ``context`` (an isolate that receives) as Ray metrics from now
+    on, under its debug name (a warm host's from its spawn on, once it has its name)."""
+    ports, receiver, sender = context.ports, context.receiver, context.sender
+    assert ports is not None and receiver is not None, "only an isolate that receives"
+    context.metrics = MetricsExport(
+        lambda: isolate_figures(ports, receiver, sender),
+        context.debug_name or context.isolate_id,
+        context.isolate_id,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,10 +59,11 @@ from .._transport.wire import (
     Item,
     LinkAnswer,
     PollMe,
+    Setup,
     SpawnRequest,
     runs_on,
 )
-from .assembly import Direct, Kind, Receiving, assemble, direct_here
+from .assembly import Direct, Kind, Receiving, assemble, direct_here, export_metrics
 
 if TYPE_CHECKING:
     from .._isolate import Isolate
@@ -91,7 +92,6 @@ class HostRuntime:
     def __init__(
         self,
         isolate_id: str,
-        debug_name: str | None,
         actor: Any,
         loop: asyncio.AbstractEventLoop,
         supervisor: Any,
@@ -99,7 +99,6 @@ class HostRuntime:
         link: HostLink,
         pause: Capability,
         terminate: Capability,
-        errors_are_fatal: bool,
         direct: Direct | None = None,
     ) -> None:
         self.isolate_id = isolate_id
@@ -121,7 +120,7 @@ class HostRuntime:
         self.context = assemble(
             Kind(
                 isolate_id,
-                debug_name,
+                None,  # given by its spawn (``spawned_as``)
                 route=actor,
                 loop=loop,
                 runs_on_own_loop=True,
@@ -134,17 +133,23 @@ class HostRuntime:
                     terminate,
                     on_control=self.apply_control,
                     kill=self._kill,
-                    errors_are_fatal=errors_are_fatal,
                     fatal_error=self.begin_exit,
                     ports_changed=self._ports_changed,
                     resumed=self._resumed,
                 ),
-                metrics=True,
             ),
             self,
         )
         self.sender, self.errors = self.context.sender, self.context.errors
         self.ports, self.receiver, self.actions = self.context.receiving()
+
+    def spawned_as(self, debug_name: str | None, errors_are_fatal: bool) -> None:
+        """What its spawn says of the isolate: its name, whether uncaught errors end it.
+        Its figures are exported as metrics from now (a warm host's runtime is put
+        together before any spawn, and is no isolate of anyone's until then)."""
+        self.context.debug_name = debug_name
+        self.errors.fatal = errors_are_fatal
+        export_metrics(self.context)
 
     # Control records ---------------------------------------------------------------
 
@@ -379,9 +384,8 @@ class IsolateHost:
         self._runtime: HostRuntime | None = None
         self._has_runtime = asyncio.Event()  # set by start: a leased host is watched before
         self._where: dict[str, Any] | None = None
-        # Made ahead by warm, so that a spawn from the pool does not wait for them:
-        self._own_handle: Any = None
-        self._here: Direct | None = None  # direct_here's answer for the supervisor's reach
+        # Put together by warm, before any spawn, as the supervisor's ``Setup`` says:
+        self._prepared: tuple[Setup, HostRuntime] | None = None
         self._controls: Inbox[Control] = Inbox(self._run_controls)
         self._early_controls: list[Control] = []
         # The link exists from the start: a pooled host is polled before it is spawned.
@@ -427,22 +431,8 @@ class IsolateHost:
             return self._where
         if request.debug_name is not None:  # a host from the pool is named only now
             self._debug_name = request.debug_name
-        here = self._here
-        if direct is not None and (here is None or here.reach != direct):
-            here = direct_here(direct)
-        runtime = HostRuntime(
-            self._isolate_id,
-            self._debug_name,
-            self._own_handle or ray.get_runtime_context().current_actor,
-            asyncio.get_running_loop(),
-            self._supervisor,
-            main_id,
-            self._link,
-            pause,
-            terminate,
-            request.errors_are_fatal,
-            None if direct is None else here,
-        )
+        runtime = self._assembled(Setup(main_id, pause, terminate, direct))
+        runtime.spawned_as(self._debug_name, request.errors_are_fatal)
         if request.on_error is not None:
             runtime.errors.listeners.add(request.on_error)
         runtime.loop.set_exception_handler(runtime.unhandled)
@@ -464,22 +454,41 @@ class IsolateHost:
         self._where = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
         return self._where
 
-    async def warm(self, modules: list[str] | None = None, direct: Reach | None = None) -> None:
+    async def warm(self, modules: list[str] | None = None, setup: Setup | None = None) -> None:
         """For a pooled host: connect to the supervisor now rather than at first use, and
         import the modules recent entry points came from (a spawn then costs no import:
         80 ms for the bench's entry module here). A module that fails to import is left
-        for the spawn that needs it to report. ``direct``: the supervisor's reach, whose
-        node, folder and address are looked up now, as is this actor's own handle, and
-        the metrics thread started (together about 1 ms of a spawn)."""
+        for the spawn that needs it to report. With ``setup`` (from the supervisor, once):
+        put the isolate together now, as it says (its spawn then uses it: ``start``)."""
         await self._supervisor.__ray_ready__.remote()
-        if self._own_handle is None:
-            self._own_handle = ray.get_runtime_context().current_actor
-            start_exporting()
-        if direct is not None and self._here is None:
-            self._here = direct_here(direct)
+        if setup is not None and self._prepared is None and self._runtime is None:
+            start_exporting()  # the process's metrics thread: not on the spawn's way either
+            self._prepared = (setup, self._new_runtime(setup))
         for name in modules or ():
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
+
+    def _assembled(self, setup: Setup) -> HostRuntime:
+        """The runtime ``warm`` put together, if for this ``setup``; otherwise a new one."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            if prepared[0] == setup:
+                return prepared[1]
+            prepared[1].context.close_channels()  # another setup: not this isolate's
+        return self._new_runtime(setup)
+
+    def _new_runtime(self, setup: Setup) -> HostRuntime:
+        return HostRuntime(
+            self._isolate_id,
+            ray.get_runtime_context().current_actor,
+            asyncio.get_running_loop(),
+            self._supervisor,
+            setup.main_id,
+            self._link,
+            setup.pause,
+            setup.terminate,
+            None if setup.direct is None else direct_here(setup.direct),
+        )
 
     @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]
     async def release(self) -> None:

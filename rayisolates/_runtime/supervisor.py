@@ -52,6 +52,7 @@ from .._transport.wire import (
     Lease,
     PollMe,
     RemoveExitListener,
+    Setup,
     SpawnRequest,
     Started,
     StatusAsked,
@@ -91,9 +92,9 @@ class Supervisor:
         self._direct = direct  # what isolates need for direct channels (None: none)
         self._main_address: Address | None = None  # where the driver listens for other nodes
         self._sender_id = f"supervisor-{main_id}"
-        # Warm hosts (handle, isolate id) waiting, starting, or leased to the main isolate,
-        # which starts them itself (``Lease``).
-        self._warm: WarmHosts[tuple[Any, str], _Record] = WarmHosts(pool_size)
+        # Warm hosts (handle, isolate id, what they were put together as) waiting,
+        # starting, or leased to the main isolate, which starts them itself (``Lease``).
+        self._warm: WarmHosts[tuple[Any, str, Setup], _Record] = WarmHosts(pool_size)
         # Modules recent entry points come from, most recent last: warm hosts import them.
         self._modules: collections.OrderedDict[str, None] = collections.OrderedDict()
         # The relay: batches for the driver, from position ``_first`` on.
@@ -214,15 +215,16 @@ class Supervisor:
         self._remember_module(request.module)
         waiting, to_start = self._warm.take() if not request.options else (None, 0)
         if waiting is not None:
-            host, isolate_id = waiting
+            host, isolate_id, setup = waiting
+            pause, terminate = setup.pause, setup.terminate
         else:
             isolate_id = new_id("isolate")
             options = host_options(request.options)
             host = _create_named(options, request.debug_name, isolate_id, me)
-        record = _Record(host, Capability(), request.debug_name)
+            pause, terminate = Capability(), Capability()
+        record = _Record(host, terminate, request.debug_name)
         if request.on_exit is not None:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
-        pause = Capability()
         cause: BaseException | None = None
         try:
             await acall(host.start, request, self._main_id, pause, record.terminate, self._direct)
@@ -269,11 +271,11 @@ class Supervisor:
             await self._idle_ready.wait()
         leases: list[Lease] = []
         while len(leases) < count and (waiting := self._warm.take_for_lease()) is not None:
-            host, isolate_id = waiting
-            record = _Record(host, Capability())
+            host, isolate_id, setup = waiting
+            record = _Record(host, setup.terminate)
             self._start_hosts(self._warm.lease(isolate_id, record))
             asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
-            leases.append(Lease(isolate_id, host, Capability(), record.terminate, self._direct))
+            leases.append(Lease(isolate_id, host, setup.pause, setup.terminate, setup.direct))
         self._leases[lease_id] = leases
         if len(self._leases) > _REMEMBERED_LEASES:
             self._leases.popitem(last=False)
@@ -305,14 +307,15 @@ class Supervisor:
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
-            await acall(host.warm, list(self._modules), self._direct)
+            setup = Setup(self._main_id, Capability(), Capability(), self._direct)
+            await acall(host.warm, list(self._modules), setup)
         except ray_errors.RayError:
             self._warm.failed()  # the pool is an optimization: spawns create hosts as needed
             return
         # The driver polls it from now on: its first message will not wait for a poll to
         # be asked for and to arrive.
         self._relay_control(PollMe(isolate_id, host))
-        self._start_hosts(self._warm.started((host, isolate_id)))
+        self._start_hosts(self._warm.started((host, isolate_id, setup)))
         if self._idle_ready is not None:
             self._idle_ready.set()
 

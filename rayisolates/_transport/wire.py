@@ -66,6 +66,7 @@ __all__ = [
     "RemoveExitListener",
     "Resume",
     "SetErrorsFatal",
+    "Setup",
     "SpawnRequest",
     "Started",
     "StatusAsked",
@@ -341,6 +342,19 @@ class SpawnRequest:
     debug_name: str | None
     options: dict[str, Any]
     module: str | None = None  # where the entry point is found by name (warm hosts import it)
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What a warm host's isolate will be, chosen by the supervisor as it starts the host
+    (``IsolateHost.warm``): the host puts the isolate together then, and a ``start``
+    that names the same values uses it (a spawn from the pool then waits for no
+    assembly: about 2 ms of 11 here)."""
+
+    main_id: str
+    pause: Capability
+    terminate: Capability
+    direct: Any  # the supervisor's direct-channel reach (None: every message over Ray)
 
 
 @dataclass(frozen=True, slots=True)

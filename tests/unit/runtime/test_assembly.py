@@ -6,6 +6,7 @@ channels close with the isolate)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, NoReturn
 import pytest
 
 from rayisolates._capability import Capability
-from rayisolates._runtime.assembly import Direct, Kind, Receiving, assemble
+from rayisolates._runtime.assembly import Direct, Kind, Receiving, assemble, export_metrics
 from rayisolates._sendport import SendPort
 from rayisolates._transport.codec import INLINE
 from rayisolates._transport.direct import Reach, direct_folder
@@ -170,3 +171,38 @@ def test_a_fatal_error_ends_the_isolate_and_direct_channels_close_with_it(
     assert ended == ["fatal"]
     context.close_channels()
     assert not folder.exists()  # its node's last endpoint: the folder goes with it
+
+
+@pytest.mark.parametrize("later_name", [None, "named-later"])
+def test_a_warm_isolate_is_named_and_exports_its_figures_from_its_spawn_on(
+    loop: asyncio.AbstractEventLoop, later_name: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A warm host is put together before its spawn names it: its error reports read the
+    name when they are made, and its figures are exported only from ``export_metrics``
+    on, under that name."""
+    context = assemble(
+        Kind(
+            "isolate-3",
+            None,
+            route=None,
+            loop=loop,
+            runs_on_own_loop=True,
+            supervisor=no_supervisor,
+            receiving=Receiving(
+                Capability(), Capability(), on_control=lambda record: None, kill=lambda: None
+            ),
+        ),
+        Life(),
+    )
+    assert context.metrics is None
+    context.debug_name = later_name
+    with caplog.at_level(logging.ERROR, logger="rayisolates"):
+        context.errors.uncaught(ValueError("boom"))
+    assert f"Uncaught error in isolate {later_name or 'isolate-3'}:" in caplog.text
+    export_metrics(context)
+    assert context.metrics is not None
+    assert context.metrics._tags == {
+        "isolate": later_name or "isolate-3",
+        "isolate_id": "isolate-3",
+    }
+    context.close_channels()
