@@ -29,6 +29,7 @@ __all__ = [
     "IsolateSpawnException",
     "RemoteError",
     "from_ray",
+    "start_failure",
 ]
 
 ENDED_WITHOUT_RESULT = "Computation ended without result"
@@ -132,6 +133,20 @@ def from_ray(
     if isinstance(error, ray_errors.RayError):
         return RemoteError(f"{ENDED_WITHOUT_RESULT}: {_reason(error)}")
     return error
+
+
+def start_failure(
+    error: BaseException, name: str, *, cancelled: type[BaseException]
+) -> BaseException:
+    """What a spawn raises when starting isolate ``name`` failed with Ray's ``error``: the
+    ``IsolateSpawnException`` its host raised (the entry point could not load), or one
+    naming the isolate, with the failure (:func:`from_ray`) as its cause."""
+    cause = from_ray(error, cancelled=cancelled, what="starting the isolate")
+    if isinstance(cause, IsolateSpawnException):
+        return cause
+    failure = IsolateSpawnException(f"isolate {name!r} could not start: {cause}")
+    failure.__cause__ = cause
+    return failure
 
 
 def _reason(error: BaseException) -> str:

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import IsolateSpawnException, from_ray
+from .._errors import start_failure
 from .._isolate import Isolate
 from .._sendport import SendPort
 from .._transport.rpc import DEAD, call, call_in_background, fire, outcome
@@ -194,14 +194,10 @@ class Leases:
         if error is None:
             result.cancel()
             return
-        cause = from_ray(error, cancelled=concurrent.futures.CancelledError, what="starting it")
-        if isinstance(cause, IsolateSpawnException):
-            result.set_exception(cause)
-            return
         name = request.debug_name or lease.isolate_id
-        failure = IsolateSpawnException(f"isolate {name!r} could not start: {cause}")
-        failure.__cause__ = cause
-        result.set_exception(failure)
+        result.set_exception(
+            start_failure(error, name, cancelled=concurrent.futures.CancelledError)
+        )
 
 
 def _pass_on(

@@ -31,7 +31,7 @@ import ray
 from ray import exceptions as ray_errors
 
 from .._capability import Capability
-from .._errors import IsolateSpawnException, from_ray
+from .._errors import IsolateSpawnException, start_failure
 from .._isolate import Isolate
 from .._sendport import SendPort
 from .._transport.codec import INLINE, needs_fetch
@@ -225,18 +225,16 @@ class Supervisor:
         record = _Record(host, terminate, request.debug_name)
         if request.on_exit is not None:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
-        cause: BaseException | None = None
+        failure: BaseException | None = None
         try:
             await acall(host.start, request, self._main_id, pause, record.terminate, self._direct)
         except ray_errors.RayError as error:
             ray.kill(host, no_restart=True)
-            cause = from_ray(error, cancelled=asyncio.CancelledError, what="starting the isolate")
-        self._start_hosts(to_start)  # only now: starting a process is not on this spawn's way
-        if cause is not None:  # raised outside the except block: no Ray error as context
-            if isinstance(cause, IsolateSpawnException):
-                raise cause
             name = request.debug_name or isolate_id
-            raise IsolateSpawnException(f"isolate {name!r} could not start: {cause}") from cause
+            failure = start_failure(error, name, cancelled=asyncio.CancelledError)
+        self._start_hosts(to_start)  # only now: starting a process is not on this spawn's way
+        if failure is not None:  # raised outside the except block: no Ray error as context
+            raise failure
         self._isolates[isolate_id] = record
         call_in_background(host.release)
         asyncio.get_running_loop().create_task(self._watch(isolate_id, record))

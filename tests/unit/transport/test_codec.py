@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from ray import exceptions as ray_errors
 
-from rayisolates import RemoteError
-from rayisolates._errors import ENDED_WITHOUT_RESULT, from_ray
+from rayisolates import IsolateSpawnException, RemoteError
+from rayisolates._errors import ENDED_WITHOUT_RESULT, from_ray, start_failure
 from rayisolates._transport.codec import (
     INLINE,
     LARGE_BYTES,
@@ -129,3 +129,21 @@ def test_from_ray_turns_timeouts_and_cancellation_into_their_python_kinds() -> N
 def test_from_ray_leaves_other_errors_alone() -> None:
     error = ValueError("not Ray's")
     assert from_ray(error, cancelled=KeyError) is error
+
+
+def test_a_failed_start_is_a_spawn_exception_naming_the_isolate() -> None:
+    """Both ways to start a host (the supervisor's, a lease's) fail alike: the host's own
+    IsolateSpawnException passes as it is, anything else is wrapped with it as cause."""
+    own = IsolateSpawnException("could not load tests.nothing")
+    loading = ray_errors.RayTaskError("start", "Traceback...", own)
+    assert start_failure(loading, "a", cancelled=KeyError) is own
+    for error, cause_type in [
+        (ray_errors.ActorDiedError(), RemoteError),
+        (ray_errors.RayTaskError("start", "Traceback...", Custom("boom")), Custom),
+        (ray_errors.TaskCancelledError(), KeyError),
+    ]:
+        failure = start_failure(error, "named", cancelled=KeyError)
+        assert isinstance(failure, IsolateSpawnException)
+        assert str(failure).startswith("isolate 'named' could not start: ")
+        assert isinstance(failure.__cause__, cause_type)
+        assert failure.__suppress_context__
