@@ -52,7 +52,6 @@ import socket
 import struct
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -501,7 +500,7 @@ class Endpoint:
                             self._read(key.data)
                 except Exception:  # a bug of ours: say so, keep serving the others
                     if not self._closed:
-                        traceback.print_exc()
+                        log.exception("rayisolates: a direct channel's reading thread failed")
 
     def _take_requests(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -647,7 +646,7 @@ class Endpoint:
             try:
                 self._on_batch(sender, seq, items)
             except Exception:  # a bug of ours; the batch counts as taken (it must not stall)
-                traceback.print_exc()
+                log.exception("rayisolates: a batch read from a direct channel failed")
         acks = b"".join(frame((sender, seq)) for sender, seq, _ in frames)
         try:
             if acks and connection.write(acks):

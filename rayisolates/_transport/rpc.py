@@ -27,10 +27,10 @@ import concurrent.futures
 import contextlib
 import heapq
 import itertools
+import logging
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +54,8 @@ __all__ = [
     "transmit_controls",
     "when_done",
 ]
+
+log = logging.getLogger("rayisolates.rpc")
 
 DELIVERED, RETRY, DEAD, RAISED = "delivered", "retry", "dead", "raised"
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.005, 1.0
@@ -144,7 +146,7 @@ class _Completions:
             try:
                 callback()
             except Exception:  # a bug of ours: say so, and keep serving the others
-                traceback.print_exc()
+                log.exception("rayisolates: a completion callback failed")
 
 
 _completions = _Completions()
