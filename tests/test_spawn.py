@@ -12,6 +12,7 @@ import ray
 from ray.util.state import list_actors
 
 from rayisolates import Isolate, IsolateSpawnException, ReceivePort, SendPort
+from rayisolates._transport.wire import SpawnRequest
 
 from . import entries
 from .support import in_object_store, run, run_python
@@ -445,6 +446,67 @@ def test_spawns_from_the_pool_keep_what_their_spawn_says(ray_runtime: dict[str, 
     seed, used, wrong = output.strip().splitlines()[-1].split(" ", 2)
     assert int(used) > 0, "no spawn went into a leased host"
     assert wrong == "[]", f"seed {seed}: {wrong}"
+
+
+def test_a_start_with_another_setup_than_warm_had_puts_the_isolate_together_anew(
+    ray_runtime: dict[str, str],
+) -> None:
+    """A host warmed with one ``Setup`` and started with another drops what warm put
+    together (its socket closes) and runs the isolate as the start's ``Setup`` says: its
+    terminate capability is the one that acts."""
+    from ray import cloudpickle
+
+    from rayisolates._capability import Capability
+    from rayisolates._context.context import current
+    from rayisolates._runtime.host import IsolateHost, host_options
+    from rayisolates._transport.codec import encode
+    from rayisolates._transport.direct import Reach
+    from rayisolates._transport.handshake import new_secret
+    from rayisolates._transport.wire import CONTROL_PORT, Setup, new_id
+
+    context = current()
+    isolate_id = new_id("isolate")
+    options = host_options({"resources": {"node_head": 1}})  # the driver's node: its sockets
+    host_class: Any = IsolateHost
+    host = host_class.options(**options).remote(None, isolate_id, context.sender.supervisor())
+    warmed = Setup(context.isolate_id, Capability(), Capability(), Reach(new_secret(), False))
+    given = Setup(context.isolate_id, Capability(), Capability(), None)
+    port: ReceivePort[Any] = ReceivePort()
+    try:
+        ray.get(host.warm.remote([], warmed), timeout=60)
+        assert isolate_id in entries.direct_sockets()  # warm put it together, listening
+        request = SpawnRequest(
+            spawn_id=new_id("spawn"),
+            entry=cloudpickle.dumps(entries.probe),
+            uri=None,
+            args=None,
+            message=encode(port.send_port),
+            paused=False,
+            errors_are_fatal=True,
+            on_exit=None,
+            on_error=None,
+            debug_name="set-up-again",
+            options={},
+        )
+        ray.get(host.start.remote(request, given), timeout=60)
+        assert isolate_id not in entries.direct_sockets()  # no direct channels in ``given``
+        host.release.remote()
+        name, control = run(anext(port))
+        assert name == "set-up-again"
+        control_port: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
+        isolate = Isolate._handle(control_port, given.pause, given.terminate, name)
+        context.runtime.spawned(isolate)  # as a spawn does: the driver polls it
+        # Needs the start's terminate capability (warm's would be refused and the error
+        # below end it); in order with the messages that follow.
+        isolate.set_errors_fatal(False)
+        control.send("raise")
+        control.send("alive?")
+        assert run(anext(port)) == "alive"
+        control.send(None)  # its last port closes: it ends
+        ray.get(host.lifetime.remote(), timeout=60)
+    finally:
+        port.close()
+        ray.kill(host)
 
 
 def test_negative_pool_is_refused() -> None:

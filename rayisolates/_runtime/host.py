@@ -46,7 +46,7 @@ from .._context.metrics import start_exporting
 from .._errors import IsolateExit, IsolateSpawnException
 from .._sendport import SendPort
 from .._transport.codec import decode, encode
-from .._transport.direct import Address, Reach
+from .._transport.direct import Address
 from .._transport.inbox import Inbox
 from .._transport.mainlink import CONFIRM_SECONDS, HostLink
 from .._transport.wire import (
@@ -415,23 +415,18 @@ class IsolateHost:
         if self._runtime is not None:
             self._runtime.acknowledged()
 
-    async def start(
-        self,
-        request: SpawnRequest,
-        main_id: str,
-        pause: Capability,
-        terminate: Capability,
-        direct: Reach | None = None,
-    ) -> dict[str, Any]:
+    async def start(self, request: SpawnRequest, setup: Setup) -> dict[str, Any]:
         """Load the entry point and get it ready; report where the isolate runs.
 
-        ``direct``: what direct channels need (``None``: every message over Ray).
+        ``setup``: its main isolate, capabilities and direct-channel reach (``direct``
+        ``None``: every message over Ray); the isolate ``warm`` put together if it was
+        for this ``setup``.
         """
         if self._where is not None:  # a repeated call
             return self._where
         if request.debug_name is not None:  # a host from the pool is named only now
             self._debug_name = request.debug_name
-        runtime = self._assembled(Setup(main_id, pause, terminate, direct))
+        runtime = self._assembled(setup)
         runtime.spawned_as(self._debug_name, request.errors_are_fatal)
         if request.on_error is not None:
             runtime.errors.listeners.add(request.on_error)

@@ -59,7 +59,6 @@ class Leases:
 
     Args:
         supervisor: The supervisor's handle (called when needed: it may change).
-        main_id: The main isolate's id (a host's ``start`` needs it).
         supervise: Sends a control record to the supervisor, in this driver's sequence.
         size: How many leases to hold (0: none, spawns go to the supervisor).
     """
@@ -67,12 +66,10 @@ class Leases:
     def __init__(
         self,
         supervisor: Callable[[], Any],
-        main_id: str,
         supervise: Callable[[Control], None],
         size: int,
     ) -> None:
         self._supervisor = supervisor
-        self._main_id = main_id
         self._supervise = supervise
         self._size = size
         self._lock = threading.Lock()
@@ -149,16 +146,7 @@ class Leases:
             for held in warm:
                 call_in_background(held.host.warm, [request.module])
         result: concurrent.futures.Future[Isolate] = concurrent.futures.Future()
-        starting = call(
-            lambda: fire(
-                lease.host.start,
-                request,
-                self._main_id,
-                lease.pause,
-                lease.terminate,
-                lease.direct,
-            )
-        )
+        starting = call(lambda: fire(lease.host.start, request, lease.setup))
 
         def answered(done: concurrent.futures.Future[Any]) -> None:
             self._started(request, lease, done, result)
@@ -183,14 +171,15 @@ class Leases:
                 Started(lease.isolate_id, request.debug_name, request.on_exit, request.module)
             )
             control: SendPort[Any] = SendPort(lease.isolate_id, CONTROL_PORT, lease.host)
-            isolate = Isolate._handle(control, lease.pause, lease.terminate, request.debug_name)
+            setup = lease.setup
+            isolate = Isolate._handle(control, setup.pause, setup.terminate, request.debug_name)
             result.set_result(isolate)
             return
         if error is not None and outcome(error) == DEAD:  # gone while held: ask the supervisor
             asked = call(lambda: fire(self._supervisor().spawn, request))
             asked.add_done_callback(lambda done: _pass_on(done, result))
             return
-        self._supervise(KillNow(lease.isolate_id, lease.terminate))
+        self._supervise(KillNow(lease.isolate_id, lease.setup.terminate))
         if error is None:
             result.cancel()
             return

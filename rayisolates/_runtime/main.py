@@ -136,7 +136,6 @@ class MainRuntime:
         self._pump = self._background.submit(self._relay_pump())
         self.leases = Leases(
             lambda: self.supervisor,
-            self.main_id,
             self.context.supervise,
             leases_for(settings["isolate_pool"]),
         )

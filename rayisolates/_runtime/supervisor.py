@@ -216,18 +216,17 @@ class Supervisor:
         waiting, to_start = self._warm.take() if not request.options else (None, 0)
         if waiting is not None:
             host, isolate_id, setup = waiting
-            pause, terminate = setup.pause, setup.terminate
         else:
             isolate_id = new_id("isolate")
             options = host_options(request.options)
             host = _create_named(options, request.debug_name, isolate_id, me)
-            pause, terminate = Capability(), Capability()
-        record = _Record(host, terminate, request.debug_name)
+            setup = self._new_setup()
+        record = _Record(host, setup.terminate, request.debug_name)
         if request.on_exit is not None:
             record.exit_listeners[request.on_exit] = NO_RESPONSE
         failure: BaseException | None = None
         try:
-            await acall(host.start, request, self._main_id, pause, record.terminate, self._direct)
+            await acall(host.start, request, setup)
         except ray_errors.RayError as error:
             ray.kill(host, no_restart=True)
             name = request.debug_name or isolate_id
@@ -239,7 +238,7 @@ class Supervisor:
         call_in_background(host.release)
         asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
         control: SendPort[Any] = SendPort(isolate_id, CONTROL_PORT, host)
-        return Isolate._handle(control, pause, record.terminate, request.debug_name)
+        return Isolate._handle(control, setup.pause, setup.terminate, request.debug_name)
 
     def _remember_module(self, module: str | None) -> None:
         if module is not None:
@@ -273,7 +272,7 @@ class Supervisor:
             record = _Record(host, setup.terminate)
             self._start_hosts(self._warm.lease(isolate_id, record))
             asyncio.get_running_loop().create_task(self._watch(isolate_id, record))
-            leases.append(Lease(isolate_id, host, setup.pause, setup.terminate, setup.direct))
+            leases.append(Lease(isolate_id, host, setup))
         self._leases[lease_id] = leases
         if len(self._leases) > _REMEMBERED_LEASES:
             self._leases.popitem(last=False)
@@ -293,6 +292,10 @@ class Supervisor:
             known.exit_listeners[record.on_exit] = NO_RESPONSE
         self._isolates[record.isolate_id] = known
 
+    def _new_setup(self) -> Setup:
+        """A new isolate's: fresh capabilities, this driver's main isolate and reach."""
+        return Setup(self._main_id, Capability(), Capability(), self._direct)
+
     async def _start_host(self) -> None:
         """Start one warm host (counted as starting already: ``WarmHosts.to_start``).
 
@@ -305,7 +308,7 @@ class Supervisor:
             me = ray.get_runtime_context().current_actor
             host_class: Any = IsolateHost
             host = host_class.options(**host_options({})).remote(None, isolate_id, me)
-            setup = Setup(self._main_id, Capability(), Capability(), self._direct)
+            setup = self._new_setup()
             await acall(host.warm, list(self._modules), setup)
         except ray_errors.RayError:
             self._warm.failed()  # the pool is an optimization: spawns create hosts as needed

@@ -346,10 +346,11 @@ class SpawnRequest:
 
 @dataclass(frozen=True, slots=True)
 class Setup:
-    """What a warm host's isolate will be, chosen by the supervisor as it starts the host
-    (``IsolateHost.warm``): the host puts the isolate together then, and a ``start``
-    that names the same values uses it (a spawn from the pool then waits for no
-    assembly: about 2 ms of 11 here)."""
+    """What an isolate is given by whoever starts it (``IsolateHost.start``): the main
+    isolate's id, its capabilities and the direct-channel reach. For a warm host the
+    supervisor chooses it as it starts the host (``IsolateHost.warm``), and the host puts
+    the isolate together then; a ``start`` with the same ``Setup`` uses that (a spawn
+    from the pool then waits for no assembly: about 2 ms of 11 here)."""
 
     main_id: str
     pause: Capability
@@ -360,13 +361,11 @@ class Setup:
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A warm host the supervisor set aside for the main isolate, which spawns into it
-    without asking the supervisor: it calls ``host.start`` itself with these
-    capabilities, then tells the supervisor :class:`Started` (or, if starting failed,
+    without asking the supervisor: it calls ``host.start`` itself with the host's
+    :class:`Setup`, then tells the supervisor :class:`Started` (or, if starting failed,
     ``KillNow``). The supervisor holds the isolate's record from the lease on, so exit
     listeners and kills sent by anyone meanwhile act on it."""
 
     isolate_id: str
     host: Any
-    pause: Capability
-    terminate: Capability
-    direct: Any  # the supervisor's direct-channel reach (None: every message over Ray)
+    setup: Setup
